@@ -1,0 +1,107 @@
+// Package cache defines the swarm store: the fast-changing state of every
+// swarm, shared by all tracker processes that use the same store. Drivers
+// register themselves by name, as database/sql drivers do, and are chosen by
+// the configuration.
+package cache
+
+import (
+	"context"
+	"encoding/json"
+	"net/netip"
+	"time"
+
+	"github.com/chihaya/chihaya/bittorrent"
+	"github.com/chihaya/chihaya/internal/registry"
+)
+
+// Announce is what the tracker logic asks of the store for one announce. A
+// driver answers it in one step (for a remote store: one round trip).
+type Announce struct {
+	InfoHash bittorrent.InfoHash
+	PeerID   bittorrent.PeerID
+	// IPv4 and IPv6 are the peer's endpoints; a zero Addr means the
+	// request carried no address of that family. The port is shared.
+	IPv4 netip.Addr
+	IPv6 netip.Addr
+	Port uint16
+	// Seeder is true when the peer has nothing left to download.
+	Seeder bool
+	// Event is the announce's event. Stopped removes the peer; Completed
+	// counts a snatch the first time a peer reports it; Paused marks a
+	// partial seed, which is handed only to peers that download.
+	Event bittorrent.Event
+	// Uploaded and Downloaded are the session totals the client reported,
+	// kept so the next announce can be turned into a transfer delta.
+	Uploaded   uint64
+	Downloaded uint64
+	// NumWant is how many peers to return per address family the request
+	// has an address in. Zero returns none.
+	NumWant int
+}
+
+// Result is the store's answer. Peers4 and Peers6 are appended to.
+type Result struct {
+	Complete   uint32
+	Incomplete uint32
+	Snatches   uint32
+	Peers4     []bittorrent.Peer
+	Peers6     []bittorrent.Peer
+	// Known is true when the peer was in the swarm before this announce;
+	// PrevUploaded and PrevDownloaded then hold the totals it reported
+	// last, from which the logic computes the transfer delta.
+	Known          bool
+	PrevUploaded   uint64
+	PrevDownloaded uint64
+}
+
+// Store is an open swarm store.
+type Store interface {
+	// Announce updates or removes the peer, picks peers for it at random
+	// (seeders get only peers that download, never the peer itself) and
+	// returns the swarm's counts.
+	Announce(ctx context.Context, a *Announce, r *Result) error
+	// Scrape appends the counts of each known swarm among hashes to dst,
+	// in the order asked; unknown swarms are left out.
+	Scrape(ctx context.Context, hashes []bittorrent.InfoHash, dst []bittorrent.Scrape) ([]bittorrent.Scrape, error)
+	// Close stops the store's background work and releases it.
+	Close() error
+}
+
+// Options are the settings every driver gets from the tracker, beside its
+// own configuration block.
+type Options struct {
+	// PeerLifetime is how long a peer stays in a swarm after its last
+	// announce.
+	PeerLifetime time.Duration
+	// Now is the clock; nil means time.Now. Tests inject their own.
+	Now func() time.Time
+}
+
+// Driver opens stores of one kind.
+type Driver interface {
+	// Open validates config, the driver's own JSON block (possibly
+	// empty), and opens a store. Errors name the offending key.
+	Open(config json.RawMessage, opts Options) (Store, error)
+}
+
+var drivers = registry.New[Driver]("cache")
+
+// Register makes a driver available under name. It is meant to be called
+// from the driver package's init and panics if name is taken or driver is
+// nil, since either is a programming error.
+func Register(name string, driver Driver) { drivers.Register(name, driver) }
+
+// Drivers returns the names of the registered drivers, sorted.
+func Drivers() []string { return drivers.Names() }
+
+// Open opens a store with the driver registered as name.
+func Open(name string, config json.RawMessage, opts Options) (Store, error) {
+	driver, err := drivers.Lookup(name)
+	if err != nil {
+		return nil, err
+	}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	return driver.Open(config, opts)
+}

@@ -1,0 +1,115 @@
+// Command chihaya runs the BitTorrent tracker. It only wires the pieces
+// together: configuration, the chosen cache and storage drivers, the
+// tracker logic and the frontends.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/chihaya/chihaya/cache"
+	_ "github.com/chihaya/chihaya/cache/memory"
+	"github.com/chihaya/chihaya/config"
+	httpfrontend "github.com/chihaya/chihaya/frontend/http"
+	"github.com/chihaya/chihaya/storage"
+	"github.com/chihaya/chihaya/tracker"
+)
+
+func main() {
+	configPath := flag.String("config", "", "path to the JSON configuration file; without it the built-in defaults run")
+	flag.Parse()
+	if err := run(*configPath); err != nil {
+		fmt.Fprintln(os.Stderr, "chihaya:", err)
+		os.Exit(1)
+	}
+}
+
+func run(configPath string) error {
+	cfg := config.Default()
+	if configPath != "" {
+		var err error
+		if cfg, err = config.Load(configPath); err != nil {
+			return err
+		}
+	}
+	level, _ := config.ParseLogLevel(cfg.LogLevel)
+	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
+
+	swarms, err := cache.Open(cfg.Cache.Name, cfg.Cache.Config, cache.Options{PeerLifetime: cfg.Tracker.PeerLifetime.D()})
+	if err != nil {
+		return fmt.Errorf("cache: %w", err)
+	}
+	defer closeLogged(log, "cache", swarms.Close)
+
+	if cfg.Storage.Name != "" {
+		store, err := storage.Open(cfg.Storage.Name, cfg.Storage.Config)
+		if err != nil {
+			return fmt.Errorf("storage: %w", err)
+		}
+		defer closeLogged(log, "storage", store.Close)
+	}
+
+	t := tracker.New(tracker.Config{
+		AnnounceInterval:    cfg.Tracker.AnnounceInterval.D(),
+		MinAnnounceInterval: cfg.Tracker.MinAnnounceInterval.D(),
+		AnnounceJitter:      cfg.Tracker.AnnounceJitter.D(),
+		DefaultNumWant:      cfg.Tracker.DefaultNumWant,
+		MaxNumWant:          cfg.Tracker.MaxNumWant,
+		MaxScrapeInfoHashes: cfg.Tracker.MaxScrapeInfoHashes,
+	}, swarms)
+
+	var frontends []interface{ Shutdown(context.Context) error }
+	if cfg.HTTP.Enabled {
+		proxies, _ := config.ParsePrefixes(cfg.HTTP.TrustedProxies)
+		fe := httpfrontend.New(t, httpfrontend.Config{
+			Addr:           cfg.HTTP.Listen,
+			ReadTimeout:    cfg.HTTP.ReadTimeout.D(),
+			WriteTimeout:   cfg.HTTP.WriteTimeout.D(),
+			IdleTimeout:    cfg.HTTP.IdleTimeout.D(),
+			MaxHeaderBytes: cfg.HTTP.MaxHeaderBytes,
+			AllowIPParam:   cfg.HTTP.AllowIPParam,
+			TrustedProxies: proxies,
+			RealIPHeader:   cfg.HTTP.RealIPHeader,
+		}, log.With("frontend", "http"))
+		addr, err := fe.ListenAndServe()
+		if err != nil {
+			return fmt.Errorf("http.listen: %w", err)
+		}
+		log.Info("serving HTTP announces", "addr", addr.String())
+		frontends = append(frontends, fe)
+	}
+	if len(frontends) == 0 {
+		return errors.New("no frontend is enabled: set http.enabled")
+	}
+
+	signals := make(chan os.Signal, 1)
+	signal.Notify(signals, syscall.SIGINT, syscall.SIGTERM)
+	sig := <-signals
+	log.Info("shutting down", "signal", sig.String())
+	signal.Stop(signals)
+
+	ctx, cancel := context.WithTimeout(context.Background(), cfg.ShutdownTimeout.D())
+	defer cancel()
+	for _, fe := range frontends {
+		if err := fe.Shutdown(ctx); err != nil {
+			log.Warn("frontend did not stop cleanly", "err", err)
+		}
+	}
+	return nil
+}
+
+func closeLogged(log *slog.Logger, what string, closeFn func() error) {
+	start := time.Now()
+	if err := closeFn(); err != nil {
+		log.Error("closing failed", "what", what, "err", err)
+		return
+	}
+	log.Debug("closed", "what", what, "took", time.Since(start))
+}

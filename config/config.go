@@ -1,0 +1,367 @@
+// Package config reads the tracker's JSON configuration file. The embedded
+// example.json is both the documentation of every key and the defaults: a
+// file only has to name what it changes.
+package config
+
+import (
+	"bytes"
+	_ "embed"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/netip"
+	"os"
+	"reflect"
+	"sort"
+	"strings"
+	"time"
+)
+
+//go:embed example.json
+var defaults []byte
+
+// Config is the whole configuration.
+type Config struct {
+	// LogLevel is one of debug, info, warn, error.
+	LogLevel string `json:"log_level"`
+	// ShutdownTimeout bounds how long a graceful shutdown waits for
+	// requests in flight and for the stores to close.
+	ShutdownTimeout Duration `json:"shutdown_timeout"`
+	Tracker         Tracker  `json:"tracker"`
+	HTTP            HTTP     `json:"http"`
+	Cache           Driver   `json:"cache"`
+	Storage         Driver   `json:"storage"`
+}
+
+// Tracker holds the protocol-free announce and scrape rules.
+type Tracker struct {
+	// AnnounceInterval is the interval sent to clients.
+	AnnounceInterval Duration `json:"announce_interval"`
+	// MinAnnounceInterval is the min interval sent to clients.
+	MinAnnounceInterval Duration `json:"min_announce_interval"`
+	// AnnounceJitter is the largest random amount added to each interval,
+	// so that clients started together drift apart.
+	AnnounceJitter Duration `json:"announce_jitter"`
+	// PeerLifetime is how long a peer stays in a swarm after its last
+	// announce; it must outlast the interval plus the jitter.
+	PeerLifetime Duration `json:"peer_lifetime"`
+	// DefaultNumWant is used when a client does not send numwant.
+	DefaultNumWant int `json:"default_numwant"`
+	// MaxNumWant caps the numwant a client may ask for.
+	MaxNumWant int `json:"max_numwant"`
+	// MaxScrapeInfoHashes caps the info hashes in one scrape.
+	MaxScrapeInfoHashes int `json:"max_scrape_infohashes"`
+}
+
+// HTTP configures the HTTP frontend.
+type HTTP struct {
+	// Enabled turns the frontend on.
+	Enabled bool `json:"enabled"`
+	// Listen is the address to listen on; a host-less ":port" listens on
+	// every address of both families.
+	Listen string `json:"listen"`
+	// ReadTimeout bounds reading a whole request, headers included.
+	ReadTimeout Duration `json:"read_timeout"`
+	// WriteTimeout bounds writing a response.
+	WriteTimeout Duration `json:"write_timeout"`
+	// IdleTimeout bounds how long a keep-alive connection waits for its
+	// next request.
+	IdleTimeout Duration `json:"idle_timeout"`
+	// MaxHeaderBytes bounds the request line plus headers.
+	MaxHeaderBytes int `json:"max_header_bytes"`
+	// AllowIPParam lets clients name their own addresses with the ip,
+	// ipv4 and ipv6 parameters. Off by default, since it lets anyone add
+	// any address to a swarm.
+	AllowIPParam bool `json:"allow_ip_param"`
+	// TrustedProxies are the addresses or prefixes of reverse proxies
+	// whose RealIPHeader is believed.
+	TrustedProxies []string `json:"trusted_proxies"`
+	// RealIPHeader names the header a trusted proxy puts the client's
+	// address in, such as X-Real-IP or X-Forwarded-For.
+	RealIPHeader string `json:"real_ip_header"`
+}
+
+// Driver picks a data-store driver by name and carries its own block, which
+// the driver validates.
+type Driver struct {
+	// Name is the registered driver name; empty means none.
+	Name string `json:"driver"`
+	// Config is the driver's own configuration.
+	Config json.RawMessage `json:"config"`
+}
+
+// Duration is a time.Duration written in JSON as a Go duration string
+// ("30m", "1h30m").
+type Duration time.Duration
+
+// UnmarshalJSON reads a duration string.
+func (d *Duration) UnmarshalJSON(b []byte) error {
+	var s string
+	if err := json.Unmarshal(b, &s); err != nil {
+		return errors.New(`want a duration string such as "30m"`)
+	}
+	v, err := time.ParseDuration(s)
+	if err != nil {
+		return fmt.Errorf("invalid duration %q", s)
+	}
+	*d = Duration(v)
+	return nil
+}
+
+// MarshalJSON writes the duration as a string.
+func (d Duration) MarshalJSON() ([]byte, error) {
+	return json.Marshal(time.Duration(d).String())
+}
+
+// D returns the duration as a time.Duration.
+func (d Duration) D() time.Duration { return time.Duration(d) }
+
+// Default returns the embedded defaults.
+func Default() *Config {
+	c, err := decode(nil, bytes.NewReader(defaults))
+	if err != nil {
+		panic("config: embedded defaults are invalid: " + err.Error())
+	}
+	return c
+}
+
+// Load reads the file at path over the defaults and validates the result.
+func Load(path string) (*Config, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	c, err := Parse(f)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	return c, nil
+}
+
+// Parse reads a configuration over the defaults and validates it.
+func Parse(r io.Reader) (*Config, error) {
+	return decode(Default(), r)
+}
+
+func decode(base *Config, r io.Reader) (*Config, error) {
+	c := base
+	if c == nil {
+		c = &Config{}
+	}
+	data, err := io.ReadAll(r)
+	if err != nil {
+		return nil, err
+	}
+	if len(bytes.TrimSpace(data)) == 0 {
+		return nil, errors.New("the configuration is empty")
+	}
+	if err := decodeInto(reflect.ValueOf(c).Elem(), data, ""); err != nil {
+		return nil, err
+	}
+	if err := c.Validate(); err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+var (
+	rawMessageType = reflect.TypeFor[json.RawMessage]()
+	driverType     = reflect.TypeFor[Driver]()
+	unmarshalerTyp = reflect.TypeFor[json.Unmarshaler]()
+)
+
+// decodeInto decodes one JSON object into the struct v key by key, so that
+// every error names the full key ("http.read_timeout"), including unknown
+// keys, which encoding/json reports without their path. Keys the data does
+// not name keep the value v already holds: the defaults.
+func decodeInto(v reflect.Value, data []byte, path string) error {
+	var obj map[string]json.RawMessage
+	if err := json.Unmarshal(data, &obj); err != nil || obj == nil {
+		if path == "" {
+			var syntaxErr *json.SyntaxError
+			if errors.As(err, &syntaxErr) {
+				return fmt.Errorf("invalid JSON at byte %d: %v", syntaxErr.Offset, err)
+			}
+			return errors.New("the configuration must be a JSON object")
+		}
+		return fmt.Errorf("%s: want an object", path)
+	}
+	fields := map[string]reflect.Value{}
+	for i := range v.NumField() {
+		name, _, _ := strings.Cut(v.Type().Field(i).Tag.Get("json"), ",")
+		fields[name] = v.Field(i)
+	}
+	keys := make([]string, 0, len(obj))
+	for k := range obj {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	for _, key := range keys {
+		raw := obj[key]
+		full := key
+		if path != "" {
+			full = path + "." + key
+		}
+		field, ok := fields[key]
+		if !ok {
+			return fmt.Errorf("unknown key %q", full)
+		}
+		if field.Kind() == reflect.Struct && !field.Addr().Type().Implements(unmarshalerTyp) {
+			if err := decodeInto(field, raw, full); err != nil {
+				return err
+			}
+			continue
+		}
+		if field.Type() == rawMessageType {
+			field.SetBytes(append(json.RawMessage(nil), raw...))
+			continue
+		}
+		fresh := reflect.New(field.Type())
+		if err := json.Unmarshal(raw, fresh.Interface()); err != nil {
+			return fmt.Errorf("%s: %s", full, describeValueError(err))
+		}
+		field.Set(fresh.Elem())
+	}
+	// A file that switches to another driver without giving its block
+	// must not hand the old driver's default block to the new one.
+	if v.Type() == driverType {
+		if _, named := obj["driver"]; named {
+			if _, configured := obj["config"]; !configured {
+				v.FieldByName("Config").SetBytes(nil)
+			}
+		}
+	}
+	return nil
+}
+
+func describeValueError(err error) string {
+	var typeErr *json.UnmarshalTypeError
+	if errors.As(err, &typeErr) {
+		return fmt.Sprintf("want %s, got %s", jsonKind(typeErr.Type.Kind()), typeErr.Value)
+	}
+	return err.Error()
+}
+
+func jsonKind(k reflect.Kind) string {
+	switch k {
+	case reflect.Int, reflect.Int64, reflect.Uint16, reflect.Uint32:
+		return "a whole number"
+	case reflect.Bool:
+		return "true or false"
+	case reflect.String:
+		return "a string"
+	case reflect.Slice:
+		return "a list"
+	case reflect.Struct, reflect.Map:
+		return "an object"
+	}
+	return k.String()
+}
+
+// Validate checks every value; the error names the key and the problem.
+func (c *Config) Validate() error {
+	var errs []error
+	bad := func(key, format string, args ...any) {
+		errs = append(errs, fmt.Errorf("%s: %s", key, fmt.Sprintf(format, args...)))
+	}
+	if _, err := ParseLogLevel(c.LogLevel); err != nil {
+		bad("log_level", "%v", err)
+	}
+	if c.ShutdownTimeout <= 0 {
+		bad("shutdown_timeout", "must be positive")
+	}
+
+	t := c.Tracker
+	if t.AnnounceInterval <= 0 {
+		bad("tracker.announce_interval", "must be positive")
+	}
+	if t.MinAnnounceInterval <= 0 || t.MinAnnounceInterval > t.AnnounceInterval {
+		bad("tracker.min_announce_interval", "must be positive and at most announce_interval (%s)", t.AnnounceInterval.D())
+	}
+	if t.AnnounceJitter < 0 {
+		bad("tracker.announce_jitter", "must not be negative")
+	}
+	if t.PeerLifetime <= t.AnnounceInterval+t.AnnounceJitter {
+		bad("tracker.peer_lifetime", "must be longer than announce_interval plus announce_jitter (%s), or peers expire between announces", (t.AnnounceInterval + t.AnnounceJitter).D())
+	}
+	if t.MaxNumWant < 0 {
+		bad("tracker.max_numwant", "must not be negative")
+	}
+	if t.DefaultNumWant < 0 || t.DefaultNumWant > t.MaxNumWant {
+		bad("tracker.default_numwant", "must be between 0 and max_numwant (%d)", t.MaxNumWant)
+	}
+	if t.MaxScrapeInfoHashes < 1 {
+		bad("tracker.max_scrape_infohashes", "must be at least 1")
+	}
+
+	h := c.HTTP
+	if h.Enabled {
+		if h.Listen == "" {
+			bad("http.listen", "must be set while http.enabled is true")
+		}
+		if h.ReadTimeout <= 0 {
+			bad("http.read_timeout", "must be positive")
+		}
+		if h.WriteTimeout <= 0 {
+			bad("http.write_timeout", "must be positive")
+		}
+		if h.IdleTimeout <= 0 {
+			bad("http.idle_timeout", "must be positive")
+		}
+		if h.MaxHeaderBytes < 512 {
+			bad("http.max_header_bytes", "must be at least 512")
+		}
+	}
+	if _, err := ParsePrefixes(h.TrustedProxies); err != nil {
+		bad("http.trusted_proxies", "%v", err)
+	}
+	if len(h.TrustedProxies) > 0 && h.RealIPHeader == "" {
+		bad("http.real_ip_header", "must be set when trusted_proxies is not empty")
+	}
+	if h.RealIPHeader != "" && len(h.TrustedProxies) == 0 {
+		bad("http.trusted_proxies", "must list the proxies whose %s header is believed", h.RealIPHeader)
+	}
+	if c.Cache.Name == "" {
+		bad("cache.driver", "must name a cache driver, such as \"memory\"")
+	}
+	return errors.Join(errs...)
+}
+
+// ParseLogLevel reads a log level name.
+func ParseLogLevel(s string) (slog.Level, error) {
+	var l slog.Level
+	if err := l.UnmarshalText([]byte(s)); err != nil {
+		return 0, fmt.Errorf("unknown level %q (want debug, info, warn or error)", s)
+	}
+	return l, nil
+}
+
+// ParsePrefixes reads addresses ("10.0.0.1", "::1") and prefixes
+// ("10.0.0.0/8"); addresses become single-address prefixes. IPv4-mapped
+// IPv6 addresses are unmapped, as the frontends unmap client addresses.
+func ParsePrefixes(list []string) ([]netip.Prefix, error) {
+	out := make([]netip.Prefix, 0, len(list))
+	for _, s := range list {
+		if strings.Contains(s, "/") {
+			p, err := netip.ParsePrefix(s)
+			if err != nil {
+				return nil, fmt.Errorf("%q is not an address or prefix", s)
+			}
+			if p.Addr().Is4In6() && p.Bits() >= 96 {
+				p = netip.PrefixFrom(p.Addr().Unmap(), p.Bits()-96)
+			}
+			out = append(out, p.Masked())
+			continue
+		}
+		a, err := netip.ParseAddr(s)
+		if err != nil {
+			return nil, fmt.Errorf("%q is not an address or prefix", s)
+		}
+		a = a.Unmap()
+		out = append(out, netip.PrefixFrom(a, a.BitLen()))
+	}
+	return out, nil
+}

@@ -1,0 +1,283 @@
+// Package http is the HTTP frontend: it turns BEP 3 announce and BEP 48
+// scrape requests into bittorrent requests for the tracker logic and writes
+// the bencoded answers. It knows nothing of users or storage.
+package http
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/netip"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/chihaya/chihaya/bittorrent"
+)
+
+// Tracker is the logic the frontend serves.
+type Tracker interface {
+	Announce(ctx context.Context, req *bittorrent.AnnounceRequest, resp *bittorrent.AnnounceResponse) error
+	Scrape(ctx context.Context, req *bittorrent.ScrapeRequest, resp *bittorrent.ScrapeResponse) error
+}
+
+// Config configures the frontend.
+type Config struct {
+	// Addr is the listen address; ":6969" listens on both families.
+	Addr           string
+	ReadTimeout    time.Duration
+	WriteTimeout   time.Duration
+	IdleTimeout    time.Duration
+	MaxHeaderBytes int
+	// AllowIPParam makes the ip, ipv4 and ipv6 parameters count.
+	AllowIPParam bool
+	// TrustedProxies are the peers whose RealIPHeader is believed.
+	TrustedProxies []netip.Prefix
+	// RealIPHeader names the header that carries the client's address
+	// when the request comes from a trusted proxy: X-Forwarded-For (the
+	// right-most address that is not itself a trusted proxy is taken) or
+	// a single-address header such as X-Real-IP.
+	RealIPHeader string
+}
+
+// Frontend serves the tracker over HTTP. It is an http.Handler, so tests and
+// embedders can drive it without a socket.
+type Frontend struct {
+	tracker Tracker
+	cfg     Config
+	parser  announceParams
+	log     *slog.Logger
+	pool    sync.Pool
+	server  *http.Server
+}
+
+// exchange is the per-request state, pooled so the announce path reuses
+// its buffers.
+type exchange struct {
+	announce bittorrent.AnnounceRequest
+	response bittorrent.AnnounceResponse
+	scrape   bittorrent.ScrapeRequest
+	files    bittorrent.ScrapeResponse
+	buf      []byte
+}
+
+// New returns a frontend for t.
+func New(t Tracker, cfg Config, log *slog.Logger) *Frontend {
+	f := &Frontend{
+		tracker: t,
+		cfg:     cfg,
+		parser:  announceParams{allowIPParam: cfg.AllowIPParam},
+		log:     log,
+		pool: sync.Pool{New: func() any {
+			return &exchange{buf: make([]byte, 0, 1024)}
+		}},
+	}
+	return f
+}
+
+// ListenAndServe listens on the configured address and serves until
+// Shutdown. It returns once the listener is open, reporting a listen error
+// directly; serving errors go to the log.
+func (f *Frontend) ListenAndServe() (net.Addr, error) {
+	ln, err := net.Listen("tcp", f.cfg.Addr)
+	if err != nil {
+		return nil, err
+	}
+	f.server = &http.Server{
+		Handler:           f,
+		ReadHeaderTimeout: f.cfg.ReadTimeout,
+		ReadTimeout:       f.cfg.ReadTimeout,
+		WriteTimeout:      f.cfg.WriteTimeout,
+		IdleTimeout:       f.cfg.IdleTimeout,
+		MaxHeaderBytes:    f.cfg.MaxHeaderBytes,
+		ErrorLog:          slog.NewLogLogger(f.log.Handler(), slog.LevelDebug),
+	}
+	go func() {
+		if err := f.server.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			f.log.Error("http frontend stopped", "err", err)
+		}
+	}()
+	return ln.Addr(), nil
+}
+
+// Shutdown stops accepting connections and waits for requests in flight,
+// up to ctx's deadline.
+func (f *Frontend) Shutdown(ctx context.Context) error {
+	if f.server == nil {
+		return nil
+	}
+	return f.server.Shutdown(ctx)
+}
+
+// ServeHTTP routes /announce, /scrape and their /<passkey>/ forms.
+func (f *Frontend) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if r.Method != http.MethodGet && r.Method != http.MethodHead {
+		w.Header().Set("Allow", "GET, HEAD")
+		f.fail(w, http.StatusMethodNotAllowed, "method not allowed: use GET")
+		return
+	}
+	passkey, action := splitPath(r.URL.Path)
+	switch action {
+	case "announce":
+		f.serveAnnounce(w, r, passkey)
+	case "scrape":
+		f.serveScrape(w, r, passkey)
+	default:
+		f.fail(w, http.StatusNotFound, "not found: announce at /announce, scrape at /scrape")
+	}
+}
+
+// splitPath reads "/announce" and "/<passkey>/announce". Anything else has
+// no action.
+func splitPath(path string) (passkey, action string) {
+	rest, ok := strings.CutPrefix(path, "/")
+	if !ok {
+		return "", ""
+	}
+	if i := strings.IndexByte(rest, '/'); i >= 0 {
+		passkey, rest = rest[:i], rest[i+1:]
+		if passkey == "" {
+			return "", ""
+		}
+	}
+	if rest != "announce" && rest != "scrape" {
+		return "", ""
+	}
+	return passkey, rest
+}
+
+func (f *Frontend) serveAnnounce(w http.ResponseWriter, r *http.Request, passkey string) {
+	x := f.pool.Get().(*exchange)
+	defer f.pool.Put(x)
+	req, resp := &x.announce, &x.response
+	req.Reset()
+	resp.Reset()
+
+	source, err := f.clientAddr(r)
+	if err == nil {
+		req.Source = source
+		if source.Is4() {
+			req.IPv4 = source
+		} else {
+			req.IPv6 = source
+		}
+		req.Passkey = passkey
+		err = f.parser.parseAnnounce(r.URL.RawQuery, req)
+	}
+	if err == nil {
+		err = f.tracker.Announce(r.Context(), req, resp)
+	}
+	if err != nil {
+		f.failWith(w, r, err)
+		return
+	}
+	x.buf = appendAnnounce(x.buf[:0], req, resp)
+	f.write(w, x.buf)
+}
+
+func (f *Frontend) serveScrape(w http.ResponseWriter, r *http.Request, passkey string) {
+	x := f.pool.Get().(*exchange)
+	defer f.pool.Put(x)
+	req, resp := &x.scrape, &x.files
+
+	source, err := f.clientAddr(r)
+	if err == nil {
+		*req = bittorrent.ScrapeRequest{Passkey: passkey, Source: source, InfoHashes: req.InfoHashes[:0]}
+		req.InfoHashes, err = parseScrape(r.URL.RawQuery, req.InfoHashes)
+	}
+	if err == nil {
+		err = f.tracker.Scrape(r.Context(), req, resp)
+	}
+	if err != nil {
+		f.failWith(w, r, err)
+		return
+	}
+	x.buf = appendScrape(x.buf[:0], resp)
+	f.write(w, x.buf)
+}
+
+// clientAddr returns the address the request came from: the connection's
+// peer, or, when that peer is a trusted proxy, the address the proxy names.
+func (f *Frontend) clientAddr(r *http.Request) (netip.Addr, error) {
+	ap, err := netip.ParseAddrPort(r.RemoteAddr)
+	if err != nil {
+		return netip.Addr{}, errors.New("cannot read the connection's address " + strconv.Quote(r.RemoteAddr))
+	}
+	addr := ap.Addr().Unmap().WithZone("")
+	if len(f.cfg.TrustedProxies) == 0 || !f.trusted(addr) {
+		return addr, nil
+	}
+	values := r.Header.Values(f.cfg.RealIPHeader)
+	if len(values) == 0 {
+		return netip.Addr{}, bittorrent.ClientError("the reverse proxy did not send the " + f.cfg.RealIPHeader + " header")
+	}
+	if !strings.EqualFold(f.cfg.RealIPHeader, "X-Forwarded-For") {
+		a, err := netip.ParseAddr(strings.TrimSpace(values[len(values)-1]))
+		if err != nil {
+			return netip.Addr{}, bittorrent.ClientError("the reverse proxy sent an invalid " + f.cfg.RealIPHeader + " header")
+		}
+		return a.Unmap().WithZone(""), nil
+	}
+	// X-Forwarded-For grows to the right, one hop at a time; the client
+	// is the right-most hop that is not one of our proxies. Anything to
+	// its left was written by the client and cannot be trusted.
+	for i := len(values) - 1; i >= 0; i-- {
+		hops := strings.Split(values[i], ",")
+		for j := len(hops) - 1; j >= 0; j-- {
+			a, err := netip.ParseAddr(strings.TrimSpace(hops[j]))
+			if err != nil {
+				return netip.Addr{}, bittorrent.ClientError("the reverse proxy sent an invalid X-Forwarded-For header")
+			}
+			a = a.Unmap().WithZone("")
+			if !f.trusted(a) {
+				return a, nil
+			}
+		}
+	}
+	return netip.Addr{}, bittorrent.ClientError("X-Forwarded-For names only trusted proxies")
+}
+
+func (f *Frontend) trusted(a netip.Addr) bool {
+	for _, p := range f.cfg.TrustedProxies {
+		if p.Contains(a) {
+			return true
+		}
+	}
+	return false
+}
+
+// failWith answers an error. A client's mistake is told as it is; anything
+// else is logged and the client learns only that the tracker failed.
+func (f *Frontend) failWith(w http.ResponseWriter, r *http.Request, err error) {
+	var ce bittorrent.ClientError
+	if errors.As(err, &ce) {
+		f.log.Debug("request refused", "remote", r.RemoteAddr, "reason", ce.Error())
+		f.fail(w, http.StatusOK, ce.Error())
+		return
+	}
+	f.log.Error("request failed", "remote", r.RemoteAddr, "path", r.URL.Path, "err", err)
+	f.fail(w, http.StatusInternalServerError, "internal tracker error, try again later")
+}
+
+// fail writes a bencoded failure reason. Client errors use status 200,
+// since many BitTorrent clients show the failure reason only then.
+func (f *Frontend) fail(w http.ResponseWriter, status int, reason string) {
+	body := appendFailure(make([]byte, 0, 32+len(reason)), reason)
+	h := w.Header()
+	h["Content-Type"] = textPlain
+	h["Content-Length"] = []string{strconv.Itoa(len(body))}
+	w.WriteHeader(status)
+	_, _ = w.Write(body)
+}
+
+var textPlain = []string{"text/plain; charset=utf-8"}
+
+func (f *Frontend) write(w http.ResponseWriter, body []byte) {
+	h := w.Header()
+	h["Content-Type"] = textPlain
+	h["Content-Length"] = []string{strconv.Itoa(len(body))}
+	_, _ = w.Write(body)
+}

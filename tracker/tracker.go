@@ -1,0 +1,143 @@
+// Package tracker holds the announce and scrape rules. It is protocol-free:
+// the HTTP and UDP frontends hand it bittorrent requests and write out the
+// responses it fills, so every protocol answers alike.
+package tracker
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/chihaya/chihaya/bittorrent"
+	"github.com/chihaya/chihaya/cache"
+)
+
+// Swarms is the part of a cache.Store the rules use.
+type Swarms interface {
+	Announce(ctx context.Context, a *cache.Announce, r *cache.Result) error
+	Scrape(ctx context.Context, hashes []bittorrent.InfoHash, dst []bittorrent.Scrape) ([]bittorrent.Scrape, error)
+}
+
+// Config holds the rules' settings.
+type Config struct {
+	// AnnounceInterval and MinAnnounceInterval are sent to clients.
+	AnnounceInterval    time.Duration
+	MinAnnounceInterval time.Duration
+	// AnnounceJitter is the largest random amount added to each
+	// interval, so that clients started together drift apart.
+	AnnounceJitter time.Duration
+	// DefaultNumWant applies when a client does not say; MaxNumWant caps
+	// what it may ask for.
+	DefaultNumWant int
+	MaxNumWant     int
+	// MaxScrapeInfoHashes caps the hashes of one scrape.
+	MaxScrapeInfoHashes int
+}
+
+// Tracker answers announces and scrapes from a swarm store.
+type Tracker struct {
+	cfg    Config
+	swarms Swarms
+	// scratch holds the store's request and result so that the hot path
+	// does not allocate them: handing their address to an interface
+	// method would move them to the heap on every call.
+	scratch sync.Pool
+}
+
+type scratch struct {
+	announce cache.Announce
+	result   cache.Result
+}
+
+// New returns a tracker that keeps its swarms in swarms.
+func New(cfg Config, swarms Swarms) *Tracker {
+	return &Tracker{
+		cfg:     cfg,
+		swarms:  swarms,
+		scratch: sync.Pool{New: func() any { return new(scratch) }},
+	}
+}
+
+// Announce applies req to its swarm and fills resp, whose peer buffers are
+// appended to. An error the client caused is a bittorrent.ClientError.
+func (t *Tracker) Announce(ctx context.Context, req *bittorrent.AnnounceRequest, resp *bittorrent.AnnounceResponse) error {
+	if req.Port == 0 && req.Event != bittorrent.Stopped {
+		return bittorrent.ClientError("invalid port: 0 is not a port peers can connect to")
+	}
+	if !req.IPv4.IsValid() && !req.IPv6.IsValid() {
+		return bittorrent.ClientError("no address to announce: the request carried no IPv4 or IPv6 address")
+	}
+
+	s := t.scratch.Get().(*scratch)
+	defer t.scratch.Put(s)
+	a := &s.announce
+	*a = cache.Announce{
+		InfoHash:   req.InfoHash,
+		PeerID:     req.PeerID,
+		IPv4:       req.IPv4,
+		IPv6:       req.IPv6,
+		Port:       req.Port,
+		Seeder:     req.Left == 0,
+		Event:      req.Event,
+		Uploaded:   req.Uploaded,
+		Downloaded: req.Downloaded,
+		NumWant:    t.numWant(req),
+	}
+	r := &s.result
+	*r = cache.Result{Peers4: resp.Peers4[:0], Peers6: resp.Peers6[:0]}
+	err := t.swarms.Announce(ctx, a, r)
+	// The buffers go back to the caller even on error, so that a pooled
+	// response keeps its capacity; the scratch keeps no reference.
+	resp.Peers4, resp.Peers6 = r.Peers4, r.Peers6
+	r.Peers4, r.Peers6 = nil, nil
+	if err != nil {
+		return err
+	}
+
+	resp.Interval = t.interval()
+	resp.MinInterval = t.cfg.MinAnnounceInterval
+	resp.Complete = r.Complete
+	resp.Incomplete = r.Incomplete
+	resp.Snatches = r.Snatches
+	return nil
+}
+
+func (t *Tracker) numWant(req *bittorrent.AnnounceRequest) int {
+	switch {
+	case req.Event == bittorrent.Stopped:
+		return 0
+	case req.NumWant < 0:
+		return t.cfg.DefaultNumWant
+	case int(req.NumWant) > t.cfg.MaxNumWant:
+		return t.cfg.MaxNumWant
+	}
+	return int(req.NumWant)
+}
+
+func (t *Tracker) interval() time.Duration {
+	if t.cfg.AnnounceJitter <= 0 {
+		return t.cfg.AnnounceInterval
+	}
+	return t.cfg.AnnounceInterval + rand.N(t.cfg.AnnounceJitter)
+}
+
+// Scrape fills resp with the counts of the known swarms among req's hashes,
+// sorted by hash and without repeats, as a bencoded dictionary needs them.
+// req.InfoHashes is sorted in place.
+func (t *Tracker) Scrape(ctx context.Context, req *bittorrent.ScrapeRequest, resp *bittorrent.ScrapeResponse) error {
+	if len(req.InfoHashes) == 0 {
+		return bittorrent.ClientError("missing info_hash: this tracker does not serve a scrape of every torrent")
+	}
+	slices.SortFunc(req.InfoHashes, func(a, b bittorrent.InfoHash) int { return bytes.Compare(a[:], b[:]) })
+	req.InfoHashes = slices.Compact(req.InfoHashes)
+	if len(req.InfoHashes) > t.cfg.MaxScrapeInfoHashes {
+		return bittorrent.ClientError(fmt.Sprintf("too many info_hash values: %d, at most %d per scrape", len(req.InfoHashes), t.cfg.MaxScrapeInfoHashes))
+	}
+	files, err := t.swarms.Scrape(ctx, req.InfoHashes, resp.Files[:0])
+	resp.Files = files
+	return err
+}
