@@ -42,7 +42,6 @@ func newFrontend(t testing.TB, cfg Config) *Frontend {
 
 type announce struct {
 	hash, peer string
-	remote     string
 	port       int
 	left       int
 	extra      string

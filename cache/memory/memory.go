@@ -1,0 +1,288 @@
+// Package memory is the in-process cache driver, registered as "memory":
+// every swarm lives in this process's heap, so it suits a single tracker
+// process.
+//
+// Swarms are spread over shards by their info hash, each shard with its own
+// lock, so announces for different torrents rarely wait for each other.
+// Peers are fixed-size records in one slice per swarm, partitioned into
+// downloaders and the rest so that a seeder's peer list costs the same
+// however many seeders the swarm has.
+//
+// Expiry is exact whatever the reaper's timing: a swarm drops its stale
+// endpoints before it is read by an announce or a scrape. The reaper, which
+// walks the shards every reap_interval, only reclaims swarms nobody asks
+// about. A swarm with no peers is deleted once a peer lifetime has passed
+// since its last announce; its snatch count goes with it.
+package memory
+
+import (
+	"context"
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"math"
+	"math/rand/v2"
+	"net/netip"
+	"sync"
+	"time"
+	"unsafe"
+
+	"github.com/chihaya/chihaya/bittorrent"
+	"github.com/chihaya/chihaya/cache"
+)
+
+func init() {
+	cache.Register("memory", driver{})
+}
+
+// driver opens memory stores.
+type driver struct{}
+
+// Open implements cache.Driver.
+func (driver) Open(raw json.RawMessage, opts cache.Options) (cache.Store, error) {
+	c, err := parseConfig(raw)
+	if err != nil {
+		return nil, err
+	}
+	return open(c, opts)
+}
+
+// cacheLine is the size the shards are padded to.
+const cacheLine = 64
+
+// shardState is the part of a shard that matters; see shard.
+type shardState struct {
+	mu     sync.Mutex
+	swarms map[bittorrent.InfoHash]*swarm
+	// rng is used under mu only, so picking peers needs no other lock.
+	rng rand.PCG
+}
+
+// shard is a lock and the swarms it guards, padded to a cache line so that
+// cores working on neighbouring shards do not fight over one line.
+type shard struct {
+	shardState
+	_ [cacheLine - unsafe.Sizeof(shardState{})%cacheLine]byte
+}
+
+// store is an open memory store.
+type store struct {
+	shards []shard
+	mask   uint32
+	now    func() time.Time
+	// epoch is the time the store's second counters start from.
+	epoch time.Time
+	// life is the peer lifetime in whole seconds, rounded up so a peer is
+	// never dropped before its lifetime has passed.
+	life uint32
+
+	closeOnce sync.Once
+	stop      chan struct{}
+	done      chan struct{}
+}
+
+func open(c config, opts cache.Options) (*store, error) {
+	if opts.PeerLifetime <= 0 {
+		return nil, errors.New("peer lifetime must be positive")
+	}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	st := &store{
+		shards: make([]shard, c.shards),
+		mask:   uint32(c.shards - 1),
+		now:    opts.Now,
+		epoch:  opts.Now(),
+		life:   uint32(min((opts.PeerLifetime+time.Second-1)/time.Second, math.MaxUint32)),
+		stop:   make(chan struct{}),
+		done:   make(chan struct{}),
+	}
+	for i := range st.shards {
+		sh := &st.shards[i]
+		sh.swarms = make(map[bittorrent.InfoHash]*swarm)
+		sh.rng.Seed(rand.Uint64(), rand.Uint64())
+	}
+	go st.run(c.reapInterval)
+	return st, nil
+}
+
+// seconds turns a time into the store's second counter.
+func (st *store) seconds(t time.Time) uint32 {
+	d := t.Sub(st.epoch)
+	if d < 0 {
+		return 0
+	}
+	return uint32(d / time.Second)
+}
+
+// shard returns the shard of a hash. Info hashes are uniform (they are
+// SHA-1 or SHA-256 digests), so their first bytes spread swarms evenly.
+func (st *store) shard(h bittorrent.InfoHash) *shard {
+	return &st.shards[binary.LittleEndian.Uint32(h[:4])&st.mask]
+}
+
+// Announce implements cache.Store. It never blocks on anything but a shard
+// lock, so ctx is not consulted.
+func (st *store) Announce(_ context.Context, a *cache.Announce, r *cache.Result) error {
+	now := st.seconds(st.now())
+	v4 := a.IPv4.Unmap()
+	want4 := v4.Is4()
+	want6 := a.IPv6.Is6() && !a.IPv6.Is4In6()
+	adds := (want4 || want6) && a.Event != bittorrent.Stopped
+
+	*r = cache.Result{Peers4: r.Peers4, Peers6: r.Peers6}
+	sh := st.shard(a.InfoHash)
+	sh.mu.Lock()
+	defer sh.mu.Unlock()
+
+	s := sh.lookup(a.InfoHash, now, st.life)
+	if s == nil {
+		if !adds {
+			// Neither a departing peer nor one without an address may
+			// create a swarm.
+			return nil
+		}
+		s = newSwarm(now)
+		sh.swarms[a.InfoHash] = s
+	}
+	s.touched = now
+
+	i := s.find(a.PeerID)
+	if i >= 0 {
+		r.Known = true
+		r.PrevUploaded = s.peers[i].uploaded
+		r.PrevDownloaded = s.peers[i].downloaded
+	}
+	switch {
+	case a.Event == bittorrent.Stopped:
+		if i >= 0 {
+			s.remove(i)
+		}
+		i = -1
+	case i >= 0 || adds:
+		if i < 0 {
+			i = s.add(a.PeerID)
+		}
+		i = s.update(i, a, v4, want4, want6, now)
+	}
+
+	r.Complete = uint32(s.seeders)
+	r.Incomplete = uint32(len(s.peers) - s.seeders)
+	r.Snatches = s.snatches
+	if i >= 0 && a.NumWant > 0 {
+		n4, n6 := 0, 0
+		if want4 {
+			n4 = a.NumWant
+		}
+		if want6 {
+			n6 = a.NumWant
+		}
+		r.Peers4, r.Peers6 = s.pick(i, n4, n6, &sh.rng, r.Peers4, r.Peers6)
+	}
+	return nil
+}
+
+// update applies an announce other than stopped to the peer in slot i and
+// returns its slot, which changes when the peer starts or stops
+// downloading.
+func (s *swarm) update(i int, a *cache.Announce, v4 netip.Addr, want4, want6 bool, now uint32) int {
+	p := &s.peers[i]
+	f := p.flags &^ (seeder | paused)
+	if a.Seeder {
+		f |= seeder
+	}
+	if a.Event == bittorrent.Paused {
+		f |= paused
+	}
+	if a.Event == bittorrent.Completed && f&snatched == 0 {
+		f |= snatched
+		s.snatches++
+	}
+	if want4 {
+		p.addr4, p.port4, p.seen4 = v4.As4(), a.Port, now
+		f |= has4
+	}
+	if want6 {
+		p.addr6, p.port6, p.seen6 = a.IPv6.As16(), a.Port, now
+		f |= has6
+	}
+	p.uploaded, p.downloaded = a.Uploaded, a.Downloaded
+	return s.setFlags(i, f)
+}
+
+// Scrape implements cache.Store.
+func (st *store) Scrape(_ context.Context, hashes []bittorrent.InfoHash, dst []bittorrent.Scrape) ([]bittorrent.Scrape, error) {
+	now := st.seconds(st.now())
+	for _, h := range hashes {
+		sh := st.shard(h)
+		sh.mu.Lock()
+		if s := sh.lookup(h, now, st.life); s != nil {
+			dst = append(dst, bittorrent.Scrape{
+				InfoHash:   h,
+				Complete:   uint32(s.seeders),
+				Incomplete: uint32(len(s.peers) - s.seeders),
+				Snatches:   s.snatches,
+			})
+		}
+		sh.mu.Unlock()
+	}
+	return dst, nil
+}
+
+// Close stops the reaper. The store's memory goes when it is no longer
+// referenced.
+func (st *store) Close() error {
+	st.closeOnce.Do(func() { close(st.stop) })
+	<-st.done
+	return nil
+}
+
+// run reaps every interval until Close.
+func (st *store) run(interval time.Duration) {
+	defer close(st.done)
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-st.stop:
+			return
+		case <-t.C:
+			st.reap(st.now())
+		}
+	}
+}
+
+// reap does to every swarm what a lookup does to one, so that swarms nobody
+// asks about do not hold memory for ever, and trims the ones that shrank.
+// It holds one shard's lock at a time, so announces elsewhere go on
+// meanwhile.
+func (st *store) reap(t time.Time) {
+	now := st.seconds(t)
+	for i := range st.shards {
+		sh := &st.shards[i]
+		sh.mu.Lock()
+		for h := range sh.swarms {
+			if s := sh.lookup(h, now, st.life); s != nil {
+				s.compact()
+			}
+		}
+		sh.mu.Unlock()
+	}
+}
+
+// lookup returns the swarm of h with its expired endpoints dropped, or nil.
+// A swarm left empty for a peer lifetime since its last announce is deleted
+// here rather than only by the reaper, so what clients see never depends
+// on when the reaper last ran.
+func (sh *shard) lookup(h bittorrent.InfoHash, now, life uint32) *swarm {
+	s := sh.swarms[h]
+	if s == nil {
+		return nil
+	}
+	s.sweep(now, life)
+	if len(s.peers) == 0 && expired(s.touched, now, life) {
+		delete(sh.swarms, h)
+		return nil
+	}
+	return s
+}

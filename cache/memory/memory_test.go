@@ -1,0 +1,409 @@
+package memory
+
+import (
+	"context"
+	"encoding/binary"
+	"encoding/json"
+	"fmt"
+	"math/rand/v2"
+	"net/netip"
+	"slices"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/chihaya/chihaya/bittorrent"
+	"github.com/chihaya/chihaya/cache"
+	"github.com/chihaya/chihaya/cache/cachetest"
+)
+
+func TestSuite(t *testing.T) {
+	// Few shards, so swarms of one subtest share locks as in a busy
+	// tracker.
+	cachetest.Run(t, func(t *testing.T, opts cache.Options) cache.Store {
+		s, err := cache.Open("memory", json.RawMessage(`{"shards": 4}`), opts)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return s
+	})
+}
+
+func TestConfig(t *testing.T) {
+	def := defaultConfig()
+	tests := []struct {
+		in   string
+		want config
+		err  string
+	}{
+		{in: ``, want: def},
+		{in: `null`, want: def},
+		{in: ` {} `, want: def},
+		{in: `{"shards": 16, "reap_interval": "30s"}`, want: config{shards: 16, reapInterval: 30 * time.Second}},
+		{in: `{"shards": 1}`, want: config{shards: 1, reapInterval: def.reapInterval}},
+		{in: `{"shards": 65536}`, want: config{shards: 65536, reapInterval: def.reapInterval}},
+		{in: `{"shards": null}`, want: def},
+		{in: `{"shards": 0}`, err: "shards: must be a power of two between 1 and 65536"},
+		{in: `{"shards": 3}`, err: "shards: must be a power of two between 1 and 65536"},
+		{in: `{"shards": 131072}`, err: "shards: must be a power of two between 1 and 65536"},
+		{in: `{"shards": -2}`, err: "shards: must be a power of two between 1 and 65536"},
+		{in: `{"shards": "16"}`, err: "shards: must be a power of two between 1 and 65536"},
+		{in: `{"reap_interval": "x"}`, err: `reap_interval: time: invalid duration "x"`},
+		{in: `{"reap_interval": 60}`, err: `reap_interval: must be a duration string such as "1m"`},
+		{in: `{"reap_interval": "0s"}`, err: "reap_interval: must be positive"},
+		{in: `{"reap_interval": "-1m"}`, err: "reap_interval: must be positive"},
+		{in: `{"foo": 1}`, err: `unknown key "foo"`},
+		{in: `[]`, err: "the configuration must be a JSON object, not array"},
+		{in: `{"shards": 16} {}`, err: "unexpected data after the configuration object"},
+		{in: `{"shards": }`, err: "invalid JSON at byte 12: invalid character '}' looking for beginning of value"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.in, func(t *testing.T) {
+			got, err := parseConfig(json.RawMessage(tc.in))
+			if tc.err != "" {
+				if err == nil || err.Error() != tc.err {
+					t.Fatalf("error %v, want %q", err, tc.err)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got != tc.want {
+				t.Errorf("got %+v, want %+v", got, tc.want)
+			}
+		})
+	}
+}
+
+func TestOpen(t *testing.T) {
+	if !slices.Contains(cache.Drivers(), "memory") {
+		t.Fatalf("memory is not among the registered drivers %v", cache.Drivers())
+	}
+	s, err := cache.Open("memory", nil, cache.Options{PeerLifetime: time.Minute})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(s.(*store).shards) != 1024 {
+		t.Errorf("default store has %d shards, want 1024", len(s.(*store).shards))
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatalf("second Close: %v", err)
+	}
+
+	if _, err := cache.Open("memory", json.RawMessage(`{"shards": 3}`), cache.Options{PeerLifetime: time.Minute}); err == nil {
+		t.Error("a bad config opened a store")
+	}
+	if _, err := cache.Open("memory", nil, cache.Options{}); err == nil {
+		t.Error("a zero peer lifetime opened a store")
+	}
+}
+
+// fakeClock is a settable clock for tests that reach inside the store.
+type fakeClock struct {
+	mu  sync.Mutex
+	now time.Time
+}
+
+func (c *fakeClock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.now
+}
+
+func (c *fakeClock) Advance(d time.Duration) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.now = c.now.Add(d)
+}
+
+const lifetime = 30 * time.Minute
+
+func openTest(t testing.TB, raw string) (*store, *fakeClock) {
+	t.Helper()
+	clk := &fakeClock{now: time.Date(2024, 1, 1, 0, 0, 0, 0, time.UTC)}
+	s, err := driver{}.Open(json.RawMessage(raw), cache.Options{PeerLifetime: lifetime, Now: clk.Now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	return s.(*store), clk
+}
+
+func hash(n int) bittorrent.InfoHash {
+	var h bittorrent.InfoHash
+	binary.BigEndian.PutUint64(h[:], rand.Uint64())
+	binary.BigEndian.PutUint32(h[16:], uint32(n))
+	return h
+}
+
+func peerID(n int) bittorrent.PeerID {
+	var p bittorrent.PeerID
+	binary.BigEndian.PutUint32(p[16:], uint32(n))
+	return p
+}
+
+func announce(t testing.TB, s *store, h bittorrent.InfoHash, n int, ev bittorrent.Event) *cache.Result {
+	t.Helper()
+	a := cache.Announce{
+		InfoHash: h,
+		PeerID:   peerID(n),
+		IPv4:     netip.AddrFrom4([4]byte{10, 0, byte(n >> 8), byte(n)}),
+		Port:     6881,
+		Event:    ev,
+		NumWant:  50,
+	}
+	var r cache.Result
+	if err := s.Announce(context.Background(), &a, &r); err != nil {
+		t.Fatal(err)
+	}
+	return &r
+}
+
+func (st *store) swarm(h bittorrent.InfoHash) *swarm {
+	sh := st.shard(h)
+	sh.mu.Lock()
+	defer sh.mu.Unlock()
+	return sh.swarms[h]
+}
+
+func TestReapDeletesIdleSwarms(t *testing.T) {
+	s, clk := openTest(t, `{"shards": 2}`)
+	idle, busy, stopped := hash(1), hash(2), hash(3)
+	announce(t, s, idle, 1, bittorrent.None)
+	announce(t, s, busy, 1, bittorrent.None)
+	announce(t, s, stopped, 1, bittorrent.Completed)
+	announce(t, s, stopped, 1, bittorrent.Stopped)
+
+	// An empty swarm stays for a lifetime after its last announce.
+	s.reap(clk.Now())
+	if s.swarm(stopped) == nil {
+		t.Fatal("an empty swarm was reaped before its lifetime passed")
+	}
+
+	clk.Advance(lifetime / 2)
+	announce(t, s, busy, 1, bittorrent.None)
+	clk.Advance(lifetime/2 + 2*time.Second)
+	s.reap(clk.Now())
+	if s.swarm(idle) != nil {
+		t.Error("a swarm whose peers all expired survived the reaper")
+	}
+	if s.swarm(stopped) != nil {
+		t.Error("an empty swarm survived the reaper a lifetime after its last announce")
+	}
+	if sw := s.swarm(busy); sw == nil || len(sw.peers) != 1 {
+		t.Error("the reaper removed a live peer")
+	}
+}
+
+func TestReaperRuns(t *testing.T) {
+	s, clk := openTest(t, `{"shards": 2, "reap_interval": "1ms"}`)
+	h := hash(1)
+	announce(t, s, h, 1, bittorrent.None)
+	clk.Advance(lifetime + 2*time.Second)
+	for deadline := time.Now().Add(5 * time.Second); s.swarm(h) != nil; time.Sleep(time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("the background reaper did not remove an expired swarm")
+		}
+	}
+}
+
+func TestCompact(t *testing.T) {
+	s, clk := openTest(t, `{"shards": 1}`)
+	h := hash(1)
+	for n := range 1000 {
+		announce(t, s, h, n, bittorrent.None)
+	}
+	clk.Advance(lifetime / 2)
+	for n := range 10 {
+		announce(t, s, h, n, bittorrent.None)
+	}
+	clk.Advance(lifetime/2 + 2*time.Second)
+	s.reap(clk.Now())
+	sw := s.swarm(h)
+	if len(sw.peers) != 10 || cap(sw.peers) > 32 || sw.index == nil {
+		t.Errorf("after shrinking to 10 peers: len %d, cap %d, indexed %v", len(sw.peers), cap(sw.peers), sw.index != nil)
+	}
+	if err := sw.check(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// check verifies a swarm's invariants: the partition, the index and the
+// seeder count.
+func (s *swarm) check() error {
+	seeders := 0
+	for i := range s.peers {
+		p := &s.peers[i]
+		if p.downloads() != (i < s.downloaders) {
+			return fmt.Errorf("slot %d (flags %05b) on the wrong side of the border %d", i, p.flags, s.downloaders)
+		}
+		if p.flags&(has4|has6) == 0 {
+			return fmt.Errorf("slot %d has no endpoint", i)
+		}
+		if p.flags&seeder != 0 {
+			seeders++
+		}
+		if s.find(p.id) != i {
+			return fmt.Errorf("peer in slot %d is found in slot %d", i, s.find(p.id))
+		}
+	}
+	if seeders != s.seeders {
+		return fmt.Errorf("seeder count %d, want %d", s.seeders, seeders)
+	}
+	if s.index == nil && len(s.peers) > indexAbove {
+		return fmt.Errorf("no index for %d peers", len(s.peers))
+	}
+	if s.index != nil && len(s.index) != len(s.peers) {
+		return fmt.Errorf("index has %d entries for %d peers", len(s.index), len(s.peers))
+	}
+	return nil
+}
+
+// TestInvariants drives one swarm through random announces, expiries and
+// reaps and checks its structure after each step against a plain model.
+func TestInvariants(t *testing.T) {
+	s, clk := openTest(t, `{"shards": 1}`)
+	h := hash(1)
+	rng := rand.New(rand.NewPCG(1, 2))
+	type state struct{ seeder, paused bool }
+	model := map[int]state{}
+	lastSeen := map[int]time.Time{}
+	for step := range 20000 {
+		n := rng.IntN(40)
+		a := cache.Announce{
+			InfoHash: h,
+			PeerID:   peerID(n),
+			IPv4:     netip.AddrFrom4([4]byte{10, 0, 0, byte(n)}),
+			Port:     6881,
+			Seeder:   rng.IntN(2) == 0,
+			Event:    bittorrent.Event(rng.IntN(5)),
+			NumWant:  rng.IntN(30),
+		}
+		var r cache.Result
+		if err := s.Announce(context.Background(), &a, &r); err != nil {
+			t.Fatal(err)
+		}
+		if a.Event == bittorrent.Stopped {
+			delete(model, n)
+			delete(lastSeen, n)
+		} else {
+			model[n] = state{a.Seeder, a.Event == bittorrent.Paused}
+			lastSeen[n] = clk.Now()
+		}
+		if sw := s.swarm(h); sw != nil {
+			if err := sw.check(); err != nil {
+				t.Fatalf("step %d: %v", step, err)
+			}
+		}
+		complete := 0
+		for _, st := range model {
+			if st.seeder {
+				complete++
+			}
+		}
+		if int(r.Complete) != complete || int(r.Incomplete) != len(model)-complete {
+			t.Fatalf("step %d: counts %d/%d, model %d/%d", step, r.Complete, r.Incomplete, complete, len(model)-complete)
+		}
+		if a.Seeder || a.Event == bittorrent.Paused {
+			for _, p := range r.Peers4 {
+				pn := int(binary.BigEndian.Uint32(p.ID[16:]))
+				if st := model[pn]; st.seeder || st.paused {
+					t.Fatalf("step %d: a seeder got non-downloading peer %d", step, pn)
+				}
+			}
+		}
+		switch rng.IntN(100) {
+		case 0:
+			clk.Advance(time.Duration(rng.IntN(int(lifetime/time.Second))) * time.Second)
+			for pn, seen := range lastSeen {
+				if clk.Now().Sub(seen) > lifetime {
+					delete(model, pn)
+					delete(lastSeen, pn)
+				}
+			}
+		case 1:
+			s.reap(clk.Now())
+		}
+	}
+}
+
+func TestConcurrent(t *testing.T) {
+	s, clk := openTest(t, `{"shards": 4}`)
+	hashes := make([]bittorrent.InfoHash, 16)
+	for i := range hashes {
+		hashes[i] = hash(i)
+	}
+	var wg sync.WaitGroup
+	for w := range 8 {
+		wg.Go(func() {
+			rng := rand.New(rand.NewPCG(uint64(w), 0))
+			var r cache.Result
+			var scrapes []bittorrent.Scrape
+			for range 3000 {
+				a := cache.Announce{
+					InfoHash: hashes[rng.IntN(len(hashes))],
+					PeerID:   peerID(rng.IntN(64)),
+					IPv4:     netip.AddrFrom4([4]byte{10, 0, 0, byte(rng.IntN(64))}),
+					IPv6:     netip.IPv6Loopback(),
+					Port:     6881,
+					Seeder:   rng.IntN(3) == 0,
+					Event:    bittorrent.Event(rng.IntN(5)),
+					NumWant:  20,
+				}
+				r.Peers4, r.Peers6 = r.Peers4[:0], r.Peers6[:0]
+				if err := s.Announce(context.Background(), &a, &r); err != nil {
+					t.Error(err)
+					return
+				}
+				scrapes, _ = s.Scrape(context.Background(), hashes[:4], scrapes[:0])
+			}
+		})
+	}
+	wg.Go(func() {
+		for range 50 {
+			clk.Advance(lifetime / 10)
+			s.reap(clk.Now())
+		}
+	})
+	wg.Wait()
+	for _, h := range hashes {
+		if sw := s.swarm(h); sw != nil {
+			if err := sw.check(); err != nil {
+				t.Error(err)
+			}
+		}
+	}
+}
+
+func TestAnnounceExistingPeerAllocatesNothing(t *testing.T) {
+	s, _ := openTest(t, `{}`)
+	h := hash(1)
+	for n := range 100 {
+		announce(t, s, h, n, bittorrent.None)
+	}
+	a := cache.Announce{
+		InfoHash: h,
+		PeerID:   peerID(7),
+		IPv4:     netip.AddrFrom4([4]byte{10, 0, 0, 7}),
+		IPv6:     netip.MustParseAddr("2001:db8::7"),
+		Port:     6881,
+		NumWant:  50,
+	}
+	r := cache.Result{Peers4: make([]bittorrent.Peer, 0, 50), Peers6: make([]bittorrent.Peer, 0, 50)}
+	allocs := testing.AllocsPerRun(1000, func() {
+		r.Peers4, r.Peers6 = r.Peers4[:0], r.Peers6[:0]
+		if err := s.Announce(context.Background(), &a, &r); err != nil {
+			t.Fatal(err)
+		}
+	})
+	if allocs != 0 {
+		t.Errorf("Announce of an existing peer allocates %v times", allocs)
+	}
+	if len(r.Peers4) != 50 {
+		t.Errorf("got %d IPv4 peers, want 50", len(r.Peers4))
+	}
+}
