@@ -6,6 +6,7 @@ package config
 import (
 	"bytes"
 	_ "embed"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -31,6 +32,7 @@ type Config struct {
 	ShutdownTimeout Duration `json:"shutdown_timeout"`
 	Tracker         Tracker  `json:"tracker"`
 	HTTP            HTTP     `json:"http"`
+	UDP             UDP      `json:"udp"`
 	Cache           Driver   `json:"cache"`
 	Storage         Driver   `json:"storage"`
 }
@@ -81,6 +83,32 @@ type HTTP struct {
 	// RealIPHeader names the header a trusted proxy puts the client's
 	// address in, such as X-Real-IP or X-Forwarded-For.
 	RealIPHeader string `json:"real_ip_header"`
+}
+
+// UDP configures the UDP frontend (BEP 15).
+type UDP struct {
+	// Enabled turns the frontend on.
+	Enabled bool `json:"enabled"`
+	// Listen is the address to listen on; a host-less ":port" listens on
+	// every address of both families.
+	Listen string `json:"listen"`
+	// Readers is the number of goroutines reading packets; 0 means one
+	// per CPU the process may use.
+	Readers int `json:"readers"`
+	// ConnectionIDLifetime is how long a connection ID stays valid after
+	// it was issued (BEP 15 says two minutes).
+	ConnectionIDLifetime Duration `json:"connection_id_lifetime"`
+	// ConnectionIDKey is the secret, 32 hex digits, that connection IDs
+	// are signed with. Empty: a random key at every start. Trackers that
+	// share one address behind a load balancer must share the key.
+	ConnectionIDKey string `json:"connection_id_key"`
+	// AllowIPParam believes the announce's IP address field.
+	AllowIPParam bool `json:"allow_ip_param"`
+	// MaxNumWant caps the peers of one UDP answer, below
+	// tracker.max_numwant, so that answers fit one unfragmented packet.
+	MaxNumWant int `json:"max_numwant"`
+	// MaxScrapeInfoHashes caps the info hashes of one scrape packet.
+	MaxScrapeInfoHashes int `json:"max_scrape_infohashes"`
 }
 
 // Driver picks a data-store driver by name and carries its own block, which
@@ -315,6 +343,30 @@ func (c *Config) Validate() error {
 			bad("http.max_header_bytes", "must be at least 512")
 		}
 	}
+	u := c.UDP
+	if u.Enabled {
+		if u.Listen == "" {
+			bad("udp.listen", "must be set while udp.enabled is true")
+		}
+		if u.Readers < 0 || u.Readers > 1024 {
+			bad("udp.readers", "must be between 0 (one per CPU) and 1024")
+		}
+		if u.ConnectionIDLifetime < Duration(time.Minute) || u.ConnectionIDLifetime > Duration(time.Hour) {
+			bad("udp.connection_id_lifetime", "must be between 1m and 1h")
+		}
+		if u.MaxNumWant < 0 {
+			bad("udp.max_numwant", "must not be negative")
+		}
+		if u.MaxScrapeInfoHashes < 1 {
+			bad("udp.max_scrape_infohashes", "must be at least 1")
+		}
+	}
+	if !h.Enabled && !u.Enabled {
+		bad("http.enabled", "http and udp are both disabled: enable at least one frontend")
+	}
+	if _, err := ParseKey(u.ConnectionIDKey); err != nil {
+		bad("udp.connection_id_key", "%v", err)
+	}
 	if _, err := ParsePrefixes(h.TrustedProxies); err != nil {
 		bad("http.trusted_proxies", "%v", err)
 	}
@@ -328,6 +380,25 @@ func (c *Config) Validate() error {
 		bad("cache.driver", "must name a cache driver, such as \"memory\"")
 	}
 	return errors.Join(errs...)
+}
+
+// ParseKey reads a 16-byte secret written as 32 hex digits; the empty string
+// is the zero key, which means "generate one".
+func ParseKey(s string) ([16]byte, error) {
+	var key [16]byte
+	if s == "" {
+		return key, nil
+	}
+	if len(s) != 32 {
+		return key, fmt.Errorf("must be 32 hex digits, got %d characters", len(s))
+	}
+	if _, err := hex.Decode(key[:], []byte(s)); err != nil {
+		return key, errors.New("must be 32 hex digits")
+	}
+	if key == ([16]byte{}) {
+		return key, errors.New("must not be all zeros")
+	}
+	return key, nil
 }
 
 // ParseLogLevel reads a log level name.

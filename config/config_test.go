@@ -113,6 +113,15 @@ func TestParseErrorsNameTheKey(t *testing.T) {
 		{`{"http": {"trusted_proxies": ["10.0.0.1"]}}`, "http.real_ip_header: must be set when trusted_proxies is not empty"},
 		{`{"http": {"real_ip_header": "X-Real-IP"}}`, "http.trusted_proxies: must list the proxies whose X-Real-IP header is believed"},
 		{`{"cache": {"driver": ""}}`, "cache.driver: must name a cache driver"},
+		{`{"http": {"enabled": false}, "udp": {"enabled": false}}`, "http.enabled: http and udp are both disabled"},
+		{`{"udp": {"listen": ""}}`, "udp.listen: must be set while udp.enabled is true"},
+		{`{"udp": {"readers": -1}}`, "udp.readers: must be between 0 (one per CPU) and 1024"},
+		{`{"udp": {"connection_id_lifetime": "10s"}}`, "udp.connection_id_lifetime: must be between 1m and 1h"},
+		{`{"udp": {"connection_id_key": "abc"}}`, "udp.connection_id_key: must be 32 hex digits, got 3 characters"},
+		{`{"udp": {"connection_id_key": "zz000000000000000000000000000000"}}`, "udp.connection_id_key: must be 32 hex digits"},
+		{`{"udp": {"connection_id_key": "00000000000000000000000000000000"}}`, "udp.connection_id_key: must not be all zeros"},
+		{`{"udp": {"max_numwant": -5}}`, "udp.max_numwant: must not be negative"},
+		{`{"udp": {"max_scrape_infohashes": 0}}`, "udp.max_scrape_infohashes: must be at least 1"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.input, func(t *testing.T) {

@@ -5,7 +5,6 @@ package main
 
 import (
 	"context"
-	"errors"
 	"flag"
 	"fmt"
 	"log/slog"
@@ -18,6 +17,7 @@ import (
 	_ "github.com/chihaya/chihaya/cache/memory"
 	"github.com/chihaya/chihaya/config"
 	httpfrontend "github.com/chihaya/chihaya/frontend/http"
+	udpfrontend "github.com/chihaya/chihaya/frontend/udp"
 	"github.com/chihaya/chihaya/storage"
 	"github.com/chihaya/chihaya/tracker"
 )
@@ -85,8 +85,23 @@ func run(configPath string) error {
 		log.Info("serving HTTP announces", "addr", addr.String())
 		frontends = append(frontends, fe)
 	}
-	if len(frontends) == 0 {
-		return errors.New("no frontend is enabled: set http.enabled")
+	if cfg.UDP.Enabled {
+		key, _ := config.ParseKey(cfg.UDP.ConnectionIDKey)
+		fe := udpfrontend.New(t, udpfrontend.Config{
+			Addr:                cfg.UDP.Listen,
+			Readers:             cfg.UDP.Readers,
+			ConnIDKey:           key,
+			ConnIDLifetime:      cfg.UDP.ConnectionIDLifetime.D(),
+			AllowIPParam:        cfg.UDP.AllowIPParam,
+			MaxNumWant:          cfg.UDP.MaxNumWant,
+			MaxScrapeInfoHashes: cfg.UDP.MaxScrapeInfoHashes,
+		}, log.With("frontend", "udp"))
+		addr, err := fe.ListenAndServe()
+		if err != nil {
+			return fmt.Errorf("udp.listen: %w", err)
+		}
+		log.Info("serving UDP announces", "addr", addr.String())
+		frontends = append(frontends, fe)
 	}
 
 	signals := make(chan os.Signal, 1)

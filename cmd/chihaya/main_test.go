@@ -47,7 +47,7 @@ func writeConfig(t *testing.T, body string) string {
 func TestServesAndStopsGracefullyOnSIGTERM(t *testing.T) {
 	bin := buildBinary(t)
 	port := freePort(t)
-	cfg := writeConfig(t, fmt.Sprintf(`{"http": {"listen": "127.0.0.1:%d"}}`, port))
+	cfg := writeConfig(t, fmt.Sprintf(`{"http": {"listen": "127.0.0.1:%d"}, "udp": {"listen": "127.0.0.1:%d"}}`, port, port))
 	var logs bytes.Buffer
 	cmd := exec.Command(bin, "-config", cfg)
 	cmd.Stderr = &logs

@@ -1,0 +1,266 @@
+// Package udp is the UDP frontend: BEP 15's connect, announce and scrape,
+// with BEP 41's URL data for passkeys, on IPv4 and IPv6. It turns packets
+// into bittorrent requests for the tracker logic and writes the answers; it
+// knows nothing of users or storage.
+//
+// Each reader goroutine owns its buffers and handles the packets it reads
+// itself, so the number of goroutines is fixed and a flood costs dropped
+// packets in the kernel, never memory here.
+package udp
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"log/slog"
+	"net"
+	"net/netip"
+	"runtime"
+	"sync"
+	"time"
+
+	"github.com/chihaya/chihaya/bittorrent"
+)
+
+// Tracker is the logic the frontend serves.
+type Tracker interface {
+	Announce(ctx context.Context, req *bittorrent.AnnounceRequest, resp *bittorrent.AnnounceResponse) error
+	Scrape(ctx context.Context, req *bittorrent.ScrapeRequest, resp *bittorrent.ScrapeResponse) error
+}
+
+// Config configures the frontend.
+type Config struct {
+	// Addr is the listen address; ":6969" listens on both families.
+	Addr string
+	// Readers is the number of reading goroutines; 0 means GOMAXPROCS.
+	Readers int
+	// ConnIDKey signs connection IDs; the zero key means a random one.
+	ConnIDKey [16]byte
+	// ConnIDLifetime is how long a connection ID is accepted.
+	ConnIDLifetime time.Duration
+	// AllowIPParam believes the IPv4 address an announce names.
+	AllowIPParam bool
+	// MaxNumWant caps the peers of one answer.
+	MaxNumWant int
+	// MaxScrapeInfoHashes caps the hashes of one scrape.
+	MaxScrapeInfoHashes int
+	// Now is the clock; nil means time.Now.
+	Now func() time.Time
+}
+
+// Frontend serves the tracker over UDP.
+type Frontend struct {
+	tracker Tracker
+	cfg     Config
+	ids     *connIDs
+	log     *slog.Logger
+
+	conn *net.UDPConn
+	wg   sync.WaitGroup
+}
+
+// New returns a frontend for t.
+func New(t Tracker, cfg Config, log *slog.Logger) *Frontend {
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	return &Frontend{tracker: t, cfg: cfg, ids: newConnIDs(cfg.ConnIDKey, cfg.ConnIDLifetime), log: log}
+}
+
+// ListenAndServe opens the socket and starts the readers. It returns once
+// the socket is open.
+func (f *Frontend) ListenAndServe() (net.Addr, error) {
+	addr, err := net.ResolveUDPAddr("udp", f.cfg.Addr)
+	if err != nil {
+		return nil, err
+	}
+	conn, err := net.ListenUDP("udp", addr)
+	if err != nil {
+		return nil, err
+	}
+	// A larger receive buffer absorbs bursts; the kernel may cap it, and
+	// a smaller one only means drops sooner, so failure is not fatal.
+	_ = conn.SetReadBuffer(8 << 20)
+	_ = conn.SetWriteBuffer(4 << 20)
+	f.conn = conn
+	readers := f.cfg.Readers
+	if readers <= 0 {
+		readers = runtime.GOMAXPROCS(0)
+	}
+	for range readers {
+		f.wg.Add(1)
+		go f.serve()
+	}
+	return conn.LocalAddr(), nil
+}
+
+// Shutdown closes the socket and waits for the readers to finish the
+// packets they hold.
+func (f *Frontend) Shutdown(ctx context.Context) error {
+	if f.conn == nil {
+		return nil
+	}
+	err := f.conn.Close()
+	done := make(chan struct{})
+	go func() { f.wg.Wait(); close(done) }()
+	select {
+	case <-done:
+		return err
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// worker is one reader's reusable state.
+type worker struct {
+	in       [maxPacket + 1]byte
+	out      []byte
+	announce bittorrent.AnnounceRequest
+	response bittorrent.AnnounceResponse
+	scrape   bittorrent.ScrapeRequest
+	files    bittorrent.ScrapeResponse
+	asked    []bittorrent.InfoHash
+}
+
+func newWorker() *worker {
+	return &worker{out: make([]byte, 0, 2048)}
+}
+
+func (f *Frontend) serve() {
+	defer f.wg.Done()
+	w := newWorker()
+	ctx := context.Background()
+	for {
+		n, from, err := f.conn.ReadFromUDPAddrPort(w.in[:])
+		if err != nil {
+			if errors.Is(err, net.ErrClosed) {
+				return
+			}
+			f.log.Warn("udp read failed", "err", err)
+			// A persistent error must not become a busy loop.
+			time.Sleep(10 * time.Millisecond)
+			continue
+		}
+		if n > maxPacket {
+			continue
+		}
+		if out := f.handle(ctx, w, w.in[:n], from); out != nil {
+			if _, err := f.conn.WriteToUDPAddrPort(out, from); err != nil && !errors.Is(err, net.ErrClosed) {
+				f.log.Debug("udp write failed", "to", from.String(), "err", err)
+			}
+		}
+	}
+}
+
+// handle answers one packet from `from`; nil means no answer. The answer is
+// built in w.out and is valid until the next call with w.
+func (f *Frontend) handle(ctx context.Context, w *worker, p []byte, from netip.AddrPort) []byte {
+	if len(p) < headerLen {
+		// Too short to carry a transaction ID to answer with.
+		return nil
+	}
+	h := parseHeader(p)
+	// A dual-stack socket reports IPv4 clients as IPv4-mapped IPv6;
+	// the rest of the tracker sees plain IPv4.
+	client := netip.AddrPortFrom(from.Addr().Unmap(), from.Port())
+	now := f.cfg.Now()
+
+	if h.action == actionConnect {
+		if h.connID != protocolID {
+			// Not our protocol: answering could reflect traffic.
+			return nil
+		}
+		return appendConnect(w.out[:0], h.txID, f.ids.issue(client, now))
+	}
+	switch f.ids.check(h.connID, client, now) {
+	case connIDExpired:
+		return appendError(w.out[:0], h.txID, "connection ID expired", len(p))
+	case connIDInvalid:
+		return appendError(w.out[:0], h.txID, "invalid connection ID", len(p))
+	}
+
+	var err error
+	switch h.action {
+	case actionAnnounce:
+		var out []byte
+		if out, err = f.serveAnnounce(ctx, w, p, client); err == nil {
+			return out
+		}
+	case actionScrape:
+		var out []byte
+		if out, err = f.serveScrape(ctx, w, p, client); err == nil {
+			return out
+		}
+	default:
+		err = bittorrent.ClientError("unknown action")
+	}
+	var ce bittorrent.ClientError
+	if !errors.As(err, &ce) {
+		f.log.Error("udp request failed", "from", from.String(), "action", h.action, "err", err)
+		ce = "internal tracker error, try again later"
+	}
+	return appendError(w.out[:0], h.txID, string(ce), maxPacket)
+}
+
+func (f *Frontend) serveAnnounce(ctx context.Context, w *worker, p []byte, client netip.AddrPort) ([]byte, error) {
+	req, resp := &w.announce, &w.response
+	req.Reset()
+	resp.Reset()
+	named, err := parseAnnounce(p, req)
+	if err != nil {
+		return nil, err
+	}
+	source := client.Addr()
+	req.Source = source
+	v6 := source.Is6()
+	if v6 {
+		req.IPv6 = source
+	} else {
+		req.IPv4 = source
+		// The IP field is an IPv4 address; BEP 15 has IPv6 clients
+		// leave it out, so it is read only over IPv4.
+		if named.IsValid() && f.cfg.AllowIPParam {
+			req.IPv4 = named
+		}
+	}
+	if int(req.NumWant) > f.cfg.MaxNumWant {
+		req.NumWant = int32(f.cfg.MaxNumWant)
+	}
+	if err := f.tracker.Announce(ctx, req, resp); err != nil {
+		return nil, err
+	}
+	// numwant -1 takes the tracker's default, which may exceed what fits
+	// a UDP answer.
+	if len(resp.Peers4) > f.cfg.MaxNumWant {
+		resp.Peers4 = resp.Peers4[:f.cfg.MaxNumWant]
+	}
+	if len(resp.Peers6) > f.cfg.MaxNumWant {
+		resp.Peers6 = resp.Peers6[:f.cfg.MaxNumWant]
+	}
+	w.out = appendAnnounce(w.out[:0], binary.BigEndian.Uint32(p[12:16]), resp, v6)
+	return w.out, nil
+}
+
+func (f *Frontend) serveScrape(ctx context.Context, w *worker, p []byte, client netip.AddrPort) ([]byte, error) {
+	body := p[headerLen:]
+	if len(body) == 0 || len(body)%20 != 0 {
+		return nil, bittorrent.ClientError("malformed scrape: info hashes must be 20 bytes each")
+	}
+	n := len(body) / 20
+	if n > f.cfg.MaxScrapeInfoHashes {
+		return nil, bittorrent.ClientError("too many info hashes in one scrape")
+	}
+	// The tracker sorts the hashes it is given, but the answer must
+	// follow the order asked, so it gets a copy.
+	w.asked = w.asked[:0]
+	for i := range n {
+		w.asked = append(w.asked, bittorrent.InfoHash(body[i*20:i*20+20]))
+	}
+	req := &w.scrape
+	*req = bittorrent.ScrapeRequest{InfoHashes: append(req.InfoHashes[:0], w.asked...), Source: client.Addr()}
+	if err := f.tracker.Scrape(ctx, req, &w.files); err != nil {
+		return nil, err
+	}
+	w.out = appendScrape(w.out[:0], binary.BigEndian.Uint32(p[12:16]), w.asked, w.files.Files)
+	return w.out, nil
+}
