@@ -2,7 +2,9 @@ package main
 
 import (
 	"bytes"
+	"encoding/binary"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"os"
@@ -44,35 +46,58 @@ func writeConfig(t *testing.T, body string) string {
 	return path
 }
 
-func TestServesAndStopsGracefullyOnSIGTERM(t *testing.T) {
+// started is a tracker process under test.
+type started struct {
+	cmd  *exec.Cmd
+	logs *bytes.Buffer
+	port int
+}
+
+// startTracker runs the binary with HTTP and UDP on one free loopback port
+// and waits until it answers.
+func startTracker(t *testing.T) *started {
+	t.Helper()
 	bin := buildBinary(t)
 	port := freePort(t)
 	cfg := writeConfig(t, fmt.Sprintf(`{"http": {"listen": "127.0.0.1:%d"}, "udp": {"listen": "127.0.0.1:%d"}}`, port, port))
-	var logs bytes.Buffer
-	cmd := exec.Command(bin, "-config", cfg)
-	cmd.Stderr = &logs
-	if err := cmd.Start(); err != nil {
+	s := &started{cmd: exec.Command(bin, "-config", cfg), logs: &bytes.Buffer{}, port: port}
+	s.cmd.Stderr = s.logs
+	if err := s.cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	defer cmd.Process.Kill()
-
-	url := fmt.Sprintf("http://127.0.0.1:%d/announce?info_hash=aaaaaaaaaaaaaaaaaaaa&peer_id=-XX0001-000000000001&port=6881&left=0", port)
-	var body []byte
+	t.Cleanup(func() { s.cmd.Process.Kill() })
 	deadline := time.Now().Add(10 * time.Second)
 	for {
-		resp, err := http.Get(url)
+		resp, err := http.Get(fmt.Sprintf("http://127.0.0.1:%d/scrape?info_hash=aaaaaaaaaaaaaaaaaaaa", port))
 		if err == nil {
-			body = make([]byte, 512)
-			n, _ := resp.Body.Read(body)
-			body = body[:n]
 			resp.Body.Close()
-			break
+			return s
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("tracker never answered: %v\n%s", err, logs.String())
+			t.Fatalf("tracker never answered: %v\n%s", err, s.logs.String())
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
+}
+
+func (s *started) get(t *testing.T, query string) []byte {
+	t.Helper()
+	resp, err := http.Get(fmt.Sprintf("http://127.0.0.1:%d%s", s.port, query))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return body
+}
+
+func TestServesAndStopsGracefullyOnSIGTERM(t *testing.T) {
+	s := startTracker(t)
+	cmd, logs := s.cmd, s.logs
+	body := s.get(t, "/announce?info_hash=aaaaaaaaaaaaaaaaaaaa&peer_id=-XX0001-000000000001&port=6881&left=0")
 	if !bytes.HasPrefix(body, []byte("d8:completei1e")) {
 		t.Fatalf("announce answered %q", body)
 	}
@@ -104,5 +129,65 @@ func TestInvalidConfigStopsStartup(t *testing.T) {
 	}
 	if !strings.Contains(string(out), "tracker.max_numwant: want a whole number, got string") {
 		t.Fatalf("error does not name the key:\n%s", out)
+	}
+}
+
+// A swarm is one swarm whichever protocol its peers use.
+func TestHTTPAndUDPShareSwarms(t *testing.T) {
+	s := startTracker(t)
+	conn, err := net.Dial("udp", fmt.Sprintf("127.0.0.1:%d", s.port))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	roundTrip := func(p []byte) []byte {
+		conn.SetDeadline(time.Now().Add(5 * time.Second))
+		if _, err := conn.Write(p); err != nil {
+			t.Fatal(err)
+		}
+		buf := make([]byte, 1500)
+		n, err := conn.Read(buf)
+		if err != nil {
+			t.Fatalf("no UDP answer: %v\n%s", err, s.logs.String())
+		}
+		return buf[:n]
+	}
+	connect := binary.BigEndian.AppendUint64(nil, 0x41727101980)
+	connect = binary.BigEndian.AppendUint32(connect, 0)
+	connect = binary.BigEndian.AppendUint32(connect, 1)
+	connID := binary.BigEndian.Uint64(roundTrip(connect)[8:])
+
+	// A UDP peer completes and seeds on port 7001.
+	p := binary.BigEndian.AppendUint64(nil, connID)
+	p = binary.BigEndian.AppendUint32(p, 1) // announce
+	p = binary.BigEndian.AppendUint32(p, 2) // transaction
+	p = append(p, "bbbbbbbbbbbbbbbbbbbb-UD0001-000000000001"...)
+	p = binary.BigEndian.AppendUint64(p, 100) // downloaded
+	p = binary.BigEndian.AppendUint64(p, 0)   // left
+	p = binary.BigEndian.AppendUint64(p, 0)   // uploaded
+	p = binary.BigEndian.AppendUint32(p, 1)   // completed
+	p = binary.BigEndian.AppendUint32(p, 0)   // ip
+	p = binary.BigEndian.AppendUint32(p, 0)   // key
+	p = binary.BigEndian.AppendUint32(p, 50)  // numwant
+	p = binary.BigEndian.AppendUint16(p, 7001)
+	if out := roundTrip(p); binary.BigEndian.Uint32(out) != 1 {
+		t.Fatalf("UDP announce answered %q", out)
+	}
+
+	// An HTTP leecher gets it, and the snatch shows in the HTTP scrape.
+	body := s.get(t, "/announce?info_hash=bbbbbbbbbbbbbbbbbbbb&peer_id=-HT0001-000000000002&port=7002&left=5")
+	if !bytes.Contains(body, []byte("5:peers6:\x7f\x00\x00\x01\x1b\x59")) {
+		t.Fatalf("HTTP leecher did not get the UDP seeder: %q", body)
+	}
+	body = s.get(t, "/scrape?info_hash=bbbbbbbbbbbbbbbbbbbb")
+	if !bytes.Contains(body, []byte("d8:completei1e10:downloadedi1e10:incompletei1ee")) {
+		t.Fatalf("scrape %q", body)
+	}
+
+	// The UDP seeder now gets the HTTP leecher.
+	binary.BigEndian.PutUint32(p[80:], 0) // no event
+	out := roundTrip(p)
+	if len(out) != 26 || string(out[20:]) != "\x7f\x00\x00\x01\x1b\x5a" {
+		t.Fatalf("UDP seeder got %x", out)
 	}
 }
