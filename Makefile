@@ -17,8 +17,10 @@ test:
 # A longer fuzz run of every fuzz target (FUZZTIME per target).
 FUZZTIME ?= 60s
 fuzz:
-	go test ./frontend/http -run '^$$' -fuzz FuzzParseAnnounce -fuzztime $(FUZZTIME)
-	go test ./config -run '^$$' -fuzz FuzzParse -fuzztime $(FUZZTIME)
+	go test ./frontend/http -run '^$$' -fuzz '^FuzzParseAnnounce$$' -fuzztime $(FUZZTIME)
+	go test ./frontend/udp -run '^$$' -fuzz '^FuzzHandle$$' -fuzztime $(FUZZTIME)
+	go test ./frontend/udp -run '^$$' -fuzz '^FuzzParseAnnounce$$' -fuzztime $(FUZZTIME)
+	go test ./config -run '^$$' -fuzz '^FuzzParse$$' -fuzztime $(FUZZTIME)
 
 # Hot-path micro-benchmarks with allocation counts.
 bench:
