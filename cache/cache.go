@@ -18,7 +18,11 @@ import (
 // driver answers it in one step (for a remote store: one round trip).
 type Announce struct {
 	InfoHash bittorrent.InfoHash
-	PeerID   bittorrent.PeerID
+	// UserID and PeerID identify the peer: on a private tracker two
+	// users' peers are different peers even with equal peer ids. UserID
+	// is 0 on an open tracker.
+	UserID uint32
+	PeerID bittorrent.PeerID
 	// IPv4 and IPv6 are the peer's endpoints; a zero Addr means the
 	// request carried no address of that family. The port is shared.
 	IPv4 netip.Addr

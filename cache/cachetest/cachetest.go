@@ -56,6 +56,7 @@ func Run(t *testing.T, open func(t *testing.T, opts cache.Options) cache.Store) 
 		{"EndpointExpiry", testEndpointExpiry},
 		{"EmptySwarm", testEmptySwarm},
 		{"Concurrent", testConcurrent},
+		{"UsersKeepPeersApart", testUsersKeepPeersApart},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -628,4 +629,39 @@ func testConcurrent(e *env) {
 	}
 	wg.Wait()
 	e.scrapeCounts("after concurrent announces", workers*each/2, workers*each/2, 0)
+}
+
+// testUsersKeepPeersApart: on a private tracker a peer is (user, peer id).
+// A second user announcing the same peer id is another peer: it neither
+// replaces the first user's endpoint nor sees its totals, and is handed the
+// first user's peer like any other.
+func testUsersKeepPeersApart(e *env) {
+	ctx := context.Background()
+	announce := func(a cache.Announce) cache.Result {
+		e.t.Helper()
+		a.InfoHash = e.hash
+		var r cache.Result
+		if err := e.store.Announce(ctx, &a, &r); err != nil {
+			e.t.Fatal(err)
+		}
+		return r
+	}
+	first := cache.Announce{UserID: 1, PeerID: id(1), IPv4: addr4(1), Port: port(1), Seeder: true, Uploaded: 100, NumWant: 50}
+	second := cache.Announce{UserID: 2, PeerID: id(1), IPv4: addr4(2), Port: port(2), Uploaded: 5, NumWant: 50}
+	announce(first)
+	r := announce(second)
+	if r.Known {
+		e.t.Errorf("user 2's first announce is Known with totals %d/%d: it was matched to user 1's peer", r.PrevUploaded, r.PrevDownloaded)
+	}
+	e.counts("two users, one peer id", r, 1, 1, 0)
+	if len(r.Peers4) != 1 || r.Peers4[0].AddrPort != netip.AddrPortFrom(addr4(1), port(1)) {
+		e.t.Errorf("user 2 got %v, want user 1's peer at %v", r.Peers4, netip.AddrPortFrom(addr4(1), port(1)))
+	}
+	r = announce(first)
+	if !r.Known || r.PrevUploaded != 100 {
+		e.t.Errorf("user 1's re-announce: Known %v, PrevUploaded %d; want its own totals (100)", r.Known, r.PrevUploaded)
+	}
+	first.Event = bittorrent.Stopped
+	r = announce(first)
+	e.counts("after user 1 stopped", r, 0, 1, 0)
 }

@@ -147,7 +147,8 @@ func (st *store) Announce(_ context.Context, a *cache.Announce, r *cache.Result)
 	}
 	s.touched = now
 
-	i := s.find(a.PeerID)
+	key := peerKey{user: a.UserID, id: a.PeerID}
+	i := s.find(key)
 	if i >= 0 {
 		r.Known = true
 		r.PrevUploaded = s.peers[i].uploaded
@@ -161,7 +162,7 @@ func (st *store) Announce(_ context.Context, a *cache.Announce, r *cache.Result)
 		i = -1
 	case i >= 0 || adds:
 		if i < 0 {
-			i = s.add(a.PeerID)
+			i = s.add(key)
 		}
 		i = s.update(i, a, v4, want4, want6, now)
 	}

@@ -247,8 +247,8 @@ func (s *swarm) check() error {
 		if p.flags&seeder != 0 {
 			seeders++
 		}
-		if s.find(p.id) != i {
-			return fmt.Errorf("peer in slot %d is found in slot %d", i, s.find(p.id))
+		if s.find(p.key) != i {
+			return fmt.Errorf("peer in slot %d is found in slot %d", i, s.find(p.key))
 		}
 	}
 	if seeders != s.seeders {

@@ -27,12 +27,21 @@ type peer struct {
 	// second is far below any peer lifetime.
 	seen4 uint32
 	seen6 uint32
-	id    bittorrent.PeerID
+	// key is who the peer is: its user (0 on an open tracker) and peer id.
+	key   peerKey
 	addr6 [16]byte
 	addr4 [4]byte
 	port4 uint16
 	port6 uint16
 	flags uint8
+}
+
+// peerKey identifies a peer within a swarm. The user is part of it so that
+// on a private tracker one user can neither take over nor be credited with
+// another user's peer by sending the same peer id.
+type peerKey struct {
+	user uint32
+	id   bittorrent.PeerID
 }
 
 // downloads reports whether the peer still wants pieces, which is what
@@ -54,7 +63,7 @@ type swarm struct {
 	downloaders int
 	// index maps a peer id to its slot in peers; nil while the swarm has
 	// at most indexAbove peers.
-	index    map[bittorrent.PeerID]uint32
+	index    map[peerKey]uint32
 	seeders  int
 	snatches uint32
 	// touched is the last announce, in store seconds; an empty swarm is
@@ -73,15 +82,15 @@ func newSwarm(now uint32) *swarm {
 }
 
 // find returns the slot of the peer id, or -1.
-func (s *swarm) find(id bittorrent.PeerID) int {
+func (s *swarm) find(key peerKey) int {
 	if s.index != nil {
-		if i, ok := s.index[id]; ok {
+		if i, ok := s.index[key]; ok {
 			return int(i)
 		}
 		return -1
 	}
 	for i := range s.peers {
-		if s.peers[i].id == id {
+		if s.peers[i].key == key {
 			return i
 		}
 	}
@@ -90,12 +99,12 @@ func (s *swarm) find(id bittorrent.PeerID) int {
 
 // add appends a downloader with no endpoint and returns its slot; the
 // caller fills it in and calls setFlags.
-func (s *swarm) add(id bittorrent.PeerID) int {
-	s.peers = append(s.peers, peer{id: id})
+func (s *swarm) add(key peerKey) int {
+	s.peers = append(s.peers, peer{key: key})
 	i := len(s.peers) - 1
 	switch {
 	case s.index != nil:
-		s.index[id] = uint32(i)
+		s.index[key] = uint32(i)
 	case len(s.peers) > indexAbove:
 		s.reindex()
 	}
@@ -110,9 +119,9 @@ func (s *swarm) reindex() {
 		s.index = nil
 		return
 	}
-	s.index = make(map[bittorrent.PeerID]uint32, len(s.peers))
+	s.index = make(map[peerKey]uint32, len(s.peers))
 	for i := range s.peers {
-		s.index[s.peers[i].id] = uint32(i)
+		s.index[s.peers[i].key] = uint32(i)
 	}
 }
 
@@ -163,7 +172,7 @@ func (s *swarm) remove(i int) {
 	last := len(s.peers) - 1
 	s.swap(i, last)
 	if s.index != nil {
-		delete(s.index, s.peers[last].id)
+		delete(s.index, s.peers[last].key)
 	}
 	s.peers = s.peers[:last]
 }
@@ -174,8 +183,8 @@ func (s *swarm) swap(i, j int) {
 	}
 	s.peers[i], s.peers[j] = s.peers[j], s.peers[i]
 	if s.index != nil {
-		s.index[s.peers[i].id] = uint32(i)
-		s.index[s.peers[j].id] = uint32(j)
+		s.index[s.peers[i].key] = uint32(i)
+		s.index[s.peers[j].key] = uint32(j)
 	}
 }
 
@@ -254,11 +263,11 @@ func (s *swarm) pick(self, want4, want6 int, rng *rand.PCG, dst4, dst6 []bittorr
 		if i != self {
 			p := &s.peers[i]
 			if want4 > 0 && p.flags&has4 != 0 {
-				dst4 = append(dst4, bittorrent.Peer{ID: p.id, AddrPort: netip.AddrPortFrom(netip.AddrFrom4(p.addr4), p.port4)})
+				dst4 = append(dst4, bittorrent.Peer{ID: p.key.id, AddrPort: netip.AddrPortFrom(netip.AddrFrom4(p.addr4), p.port4)})
 				want4--
 			}
 			if want6 > 0 && p.flags&has6 != 0 {
-				dst6 = append(dst6, bittorrent.Peer{ID: p.id, AddrPort: netip.AddrPortFrom(netip.AddrFrom16(p.addr6), p.port6)})
+				dst6 = append(dst6, bittorrent.Peer{ID: p.key.id, AddrPort: netip.AddrPortFrom(netip.AddrFrom16(p.addr6), p.port6)})
 				want6--
 			}
 			if want4 <= 0 && want6 <= 0 {
