@@ -48,8 +48,11 @@ type Result struct {
 	Complete   uint32
 	Incomplete uint32
 	Snatches   uint32
-	Peers4     []bittorrent.Peer
-	Peers6     []bittorrent.Peer
+	// Snatched is true when this announce counted a snatch: the first
+	// Completed event of this peer while it is in the swarm.
+	Snatched bool
+	Peers4   []bittorrent.Peer
+	Peers6   []bittorrent.Peer
 	// Known is true when the peer was in the swarm before this announce;
 	// PrevUploaded and PrevDownloaded then hold the totals it reported
 	// last, from which the logic computes the transfer delta.

@@ -315,16 +315,23 @@ func testStoppedUnknownPeer(e *env) {
 }
 
 func testCompletedOnce(e *env) {
-	e.announce(v4(1))
-	e.counts("first completed", e.announce(v4(1).seed().event(bittorrent.Completed)), 1, 0, 1)
-	e.counts("completed again", e.announce(v4(1).seed().event(bittorrent.Completed)), 1, 0, 1)
-	e.counts("a regular announce", e.announce(v4(1).seed()), 1, 0, 1)
-	e.counts("completed on a first announce", e.announce(v4(2).seed().event(bittorrent.Completed)), 2, 0, 2)
+	snatched := func(what string, r cache.Result, want bool) cache.Result {
+		e.t.Helper()
+		if r.Snatched != want {
+			e.t.Errorf("%s: Snatched = %v, want %v", what, r.Snatched, want)
+		}
+		return r
+	}
+	snatched("started", e.announce(v4(1)), false)
+	e.counts("first completed", snatched("first completed", e.announce(v4(1).seed().event(bittorrent.Completed)), true), 1, 0, 1)
+	e.counts("completed again", snatched("completed again", e.announce(v4(1).seed().event(bittorrent.Completed)), false), 1, 0, 1)
+	e.counts("a regular announce", snatched("a regular announce", e.announce(v4(1).seed()), false), 1, 0, 1)
+	e.counts("completed on a first announce", snatched("completed on a first announce", e.announce(v4(2).seed().event(bittorrent.Completed)), true), 2, 0, 2)
 	e.scrapeCounts("two snatches", 2, 0, 2)
 
 	// A peer that left and came back has completed once more.
 	e.announce(v4(1).seed().event(bittorrent.Stopped))
-	e.counts("completed after rejoining", e.announce(v4(1).seed().event(bittorrent.Completed)), 2, 0, 3)
+	e.counts("completed after rejoining", snatched("completed after rejoining", e.announce(v4(1).seed().event(bittorrent.Completed)), true), 2, 0, 3)
 }
 
 func testNeverSelf(e *env) {

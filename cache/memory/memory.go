@@ -164,7 +164,7 @@ func (st *store) Announce(_ context.Context, a *cache.Announce, r *cache.Result)
 		if i < 0 {
 			i = s.add(key)
 		}
-		i = s.update(i, a, v4, want4, want6, now)
+		i, r.Snatched = s.update(i, a, v4, want4, want6, now)
 	}
 
 	r.Complete = uint32(s.seeders)
@@ -186,7 +186,7 @@ func (st *store) Announce(_ context.Context, a *cache.Announce, r *cache.Result)
 // update applies an announce other than stopped to the peer in slot i and
 // returns its slot, which changes when the peer starts or stops
 // downloading.
-func (s *swarm) update(i int, a *cache.Announce, v4 netip.Addr, want4, want6 bool, now uint32) int {
+func (s *swarm) update(i int, a *cache.Announce, v4 netip.Addr, want4, want6 bool, now uint32) (slot int, snatch bool) {
 	p := &s.peers[i]
 	f := p.flags &^ (seeder | paused)
 	if a.Seeder {
@@ -198,6 +198,7 @@ func (s *swarm) update(i int, a *cache.Announce, v4 netip.Addr, want4, want6 boo
 	if a.Event == bittorrent.Completed && f&snatched == 0 {
 		f |= snatched
 		s.snatches++
+		snatch = true
 	}
 	if want4 {
 		p.addr4, p.port4, p.seen4 = v4.As4(), a.Port, now
@@ -208,7 +209,7 @@ func (s *swarm) update(i int, a *cache.Announce, v4 netip.Addr, want4, want6 boo
 		f |= has6
 	}
 	p.uploaded, p.downloaded = a.Uploaded, a.Downloaded
-	return s.setFlags(i, f)
+	return s.setFlags(i, f), snatch
 }
 
 // Scrape implements cache.Store.
