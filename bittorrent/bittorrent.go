@@ -121,6 +121,10 @@ type AnnounceRequest struct {
 	// Source is the address the request came from, reported back as
 	// BEP 24's external ip.
 	Source netip.Addr
+	// Corrupt is the client's count of bytes it discarded as bad.
+	Corrupt uint64
+	// UserAgent is the HTTP client's User-Agent header, empty over UDP.
+	UserAgent string
 }
 
 // Reset clears the request for reuse from a pool.

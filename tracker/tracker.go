@@ -1,6 +1,11 @@
 // Package tracker holds the announce and scrape rules. It is protocol-free:
 // the HTTP and UDP frontends hand it bittorrent requests and write out the
 // responses it fills, so every protocol answers alike.
+//
+// Without storage the tracker is open: every torrent is accepted and
+// nothing is recorded. With storage (see Private) it is a private tracker:
+// users are known by passkey, only registered torrents are served, and the
+// transfer each announce reports is credited to its user.
 package tracker
 
 import (
@@ -10,6 +15,7 @@ import (
 	"math/rand/v2"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/chihaya/chihaya/bittorrent"
@@ -42,29 +48,50 @@ type Config struct {
 type Tracker struct {
 	cfg    Config
 	swarms Swarms
+	// interval and jitter are the configured values until a site
+	// changes them at run time.
+	interval, jitter atomic.Int64
+	// private is nil on an open tracker.
+	private *Private
 	// scratch holds the store's request and result so that the hot path
 	// does not allocate them: handing their address to an interface
 	// method would move them to the heap on every call.
 	scratch sync.Pool
+
+	announces, failures, scrapes atomic.Uint64
 }
 
 type scratch struct {
 	announce cache.Announce
 	result   cache.Result
+	admitted admission
 }
 
-// New returns a tracker that keeps its swarms in swarms.
+// New returns an open tracker that keeps its swarms in swarms.
 func New(cfg Config, swarms Swarms) *Tracker {
-	return &Tracker{
+	t := &Tracker{
 		cfg:     cfg,
 		swarms:  swarms,
 		scratch: sync.Pool{New: func() any { return new(scratch) }},
 	}
+	t.interval.Store(int64(cfg.AnnounceInterval))
+	t.jitter.Store(int64(cfg.AnnounceJitter))
+	return t
 }
 
 // Announce applies req to its swarm and fills resp, whose peer buffers are
 // appended to. An error the client caused is a bittorrent.ClientError.
 func (t *Tracker) Announce(ctx context.Context, req *bittorrent.AnnounceRequest, resp *bittorrent.AnnounceResponse) error {
+	err := t.announce(ctx, req, resp)
+	if err != nil {
+		t.failures.Add(1)
+	} else {
+		t.announces.Add(1)
+	}
+	return err
+}
+
+func (t *Tracker) announce(ctx context.Context, req *bittorrent.AnnounceRequest, resp *bittorrent.AnnounceResponse) error {
 	if req.Port == 0 && req.Event != bittorrent.Stopped {
 		return bittorrent.ClientError("invalid port: 0 is not a port peers can connect to")
 	}
@@ -89,6 +116,12 @@ func (t *Tracker) Announce(ctx context.Context, req *bittorrent.AnnounceRequest,
 	}
 	r := &s.result
 	*r = cache.Result{Peers4: resp.Peers4[:0], Peers6: resp.Peers6[:0]}
+
+	if t.private != nil {
+		if err := t.private.admit(req, a, &s.admitted); err != nil {
+			return err
+		}
+	}
 	err := t.swarms.Announce(ctx, a, r)
 	// The buffers go back to the caller even on error, so that a pooled
 	// response keeps its capacity; the scratch keeps no reference.
@@ -98,11 +131,14 @@ func (t *Tracker) Announce(ctx context.Context, req *bittorrent.AnnounceRequest,
 		return err
 	}
 
-	resp.Interval = t.interval()
+	resp.Interval = t.nextInterval()
 	resp.MinInterval = t.cfg.MinAnnounceInterval
 	resp.Complete = r.Complete
 	resp.Incomplete = r.Incomplete
 	resp.Snatches = r.Snatches
+	if t.private != nil {
+		return t.private.record(req, a, r, &s.admitted)
+	}
 	return nil
 }
 
@@ -118,17 +154,19 @@ func (t *Tracker) numWant(req *bittorrent.AnnounceRequest) int {
 	return int(req.NumWant)
 }
 
-func (t *Tracker) interval() time.Duration {
-	if t.cfg.AnnounceJitter <= 0 {
-		return t.cfg.AnnounceInterval
+func (t *Tracker) nextInterval() time.Duration {
+	interval, jitter := time.Duration(t.interval.Load()), time.Duration(t.jitter.Load())
+	if jitter <= 0 {
+		return interval
 	}
-	return t.cfg.AnnounceInterval + rand.N(t.cfg.AnnounceJitter)
+	return interval + rand.N(jitter)
 }
 
 // Scrape fills resp with the counts of the known swarms among req's hashes,
 // sorted by hash and without repeats, as a bencoded dictionary needs them.
 // req.InfoHashes is sorted in place.
 func (t *Tracker) Scrape(ctx context.Context, req *bittorrent.ScrapeRequest, resp *bittorrent.ScrapeResponse) error {
+	t.scrapes.Add(1)
 	if len(req.InfoHashes) == 0 {
 		return bittorrent.ClientError("missing info_hash: this tracker does not serve a scrape of every torrent")
 	}
@@ -136,6 +174,9 @@ func (t *Tracker) Scrape(ctx context.Context, req *bittorrent.ScrapeRequest, res
 	req.InfoHashes = slices.Compact(req.InfoHashes)
 	if len(req.InfoHashes) > t.cfg.MaxScrapeInfoHashes {
 		return bittorrent.ClientError(fmt.Sprintf("too many info_hash values: %d, at most %d per scrape", len(req.InfoHashes), t.cfg.MaxScrapeInfoHashes))
+	}
+	if t.private != nil {
+		return t.private.scrape(ctx, req, resp)
 	}
 	files, err := t.swarms.Scrape(ctx, req.InfoHashes, resp.Files[:0])
 	resp.Files = files

@@ -1,0 +1,300 @@
+package tracker
+
+import (
+	"context"
+	"math"
+	"net/netip"
+	"time"
+
+	"github.com/chihaya/chihaya/bittorrent"
+	"github.com/chihaya/chihaya/cache"
+	"github.com/chihaya/chihaya/storage"
+)
+
+// The failure reasons Gazelle's users know from Ocelot.
+const (
+	errPasskeyNotFound = bittorrent.ClientError("Passkey not found")
+	errUnregistered    = bittorrent.ClientError("Unregistered torrent")
+	errNotCompact      = bittorrent.ClientError("Your client does not support compact announces")
+	errNotWhitelisted  = bittorrent.ClientError("Your client is not on the whitelist")
+	errLeechForbidden  = bittorrent.ClientError("Access denied, leeching forbidden")
+)
+
+// admission is what admit learned, for record.
+type admission struct {
+	user    *userEntry
+	torrent *torrentEntry
+	// leechDenied: the user may not download and has something left; the
+	// announce is recorded (its transfer counts) but the peer leaves the
+	// swarm and the client is refused.
+	leechDenied bool
+	token       bool
+}
+
+// admit applies the private rules before the swarm is touched: who the
+// user is, whether the torrent is registered, whether the client may
+// announce. It turns the cache request into the user's peer on the
+// torrent's canonical hash.
+func (p *Private) admit(req *bittorrent.AnnounceRequest, a *cache.Announce, ad *admission) error {
+	*ad = admission{}
+	p.mu.RLock()
+	user := p.users[req.Passkey]
+	tor := p.torrents[req.InfoHash]
+	var del deletion
+	var deleted bool
+	if tor == nil {
+		del, deleted = p.deleted[req.InfoHash]
+	}
+	var token bool
+	if user != nil && tor != nil {
+		_, token = p.tokens[storage.Token{UserID: user.info.Load().ID, TorrentID: tor.info.Load().ID}]
+	}
+	p.mu.RUnlock()
+
+	switch {
+	case user == nil:
+		return errPasskeyNotFound
+	case tor == nil:
+		return p.unregistered(del, deleted)
+	case !req.Compact:
+		// Peer ids stay private: only the dictionary model carries
+		// them, and they are half of a peer's identity here.
+		return errNotCompact
+	case !p.whitelisted(req.PeerID):
+		return errNotWhitelisted
+	}
+	u := user.info.Load()
+	t := tor.info.Load()
+	ad.user, ad.torrent, ad.token = user, tor, token
+	a.UserID = u.ID
+	a.InfoHash = t.InfoHash
+	if !u.CanLeech && req.Left > 0 {
+		ad.leechDenied = true
+		a.Event = bittorrent.Stopped
+		a.NumWant = 0
+	}
+	return nil
+}
+
+func (p *Private) unregistered(d deletion, deleted bool) error {
+	if !deleted || p.cfg.Now().Sub(d.at) > p.cfg.DeletionMemory || p.cfg.DeletionLabel == nil || d.reason < 0 {
+		return errUnregistered
+	}
+	return bittorrent.ClientError("Unregistered torrent: " + p.cfg.DeletionLabel(d.reason))
+}
+
+func (p *Private) whitelisted(id bittorrent.PeerID) bool {
+	wl := *p.whitelist.Load()
+	if len(wl) == 0 {
+		return true
+	}
+	for _, prefix := range wl {
+		if len(prefix) <= len(id) && string(id[:len(prefix)]) == prefix {
+			return true
+		}
+	}
+	return false
+}
+
+// record turns an announce the swarm has taken into statistics: the user's
+// credited transfer, the torrent's counters, the peer's row, a snatch,
+// token use.
+func (p *Private) record(req *bittorrent.AnnounceRequest, a *cache.Announce, r *cache.Result, ad *admission) error {
+	now := p.cfg.Now()
+	u := ad.user.info.Load()
+	t := ad.torrent.info.Load()
+	stopped := a.Event == bittorrent.Stopped
+
+	// Transfer since the last announce. A new session (first announce,
+	// started) sets the baseline; totals that went backwards (the client
+	// restarted its counters) reset it; neither is credited.
+	var up, down uint64
+	if r.Known && req.Event != bittorrent.Started && req.Uploaded >= r.PrevUploaded && req.Downloaded >= r.PrevDownloaded {
+		up, down = req.Uploaded-r.PrevUploaded, req.Downloaded-r.PrevDownloaded
+	}
+	balance := ad.torrent.balance.Add(int64(up) - int64(down))
+
+	creditUp, creditDown := up, down
+	var spared uint64
+	switch {
+	case t.Leech == storage.Neutral:
+		creditUp, creditDown = 0, 0
+	case ad.token:
+		spared, creditDown = creditDown, 0
+	case t.Leech == storage.Free:
+		creditDown = 0
+	}
+	creditUp, creditDown = scale(creditUp, t.UpMultiplier), scale(creditDown, t.DownMultiplier)
+	if creditUp != 0 || creditDown != 0 {
+		p.stats.AddUser(storage.UserDelta{UserID: u.ID, Uploaded: int64(creditUp), Downloaded: int64(creditDown)})
+	}
+	if spared != 0 {
+		p.stats.AddTokenUse(storage.TokenUse{UserID: u.ID, TorrentID: t.ID, Downloaded: int64(spared)})
+	}
+
+	addr := req.IPv4
+	if !addr.IsValid() {
+		addr = req.IPv6
+	}
+	if r.Snatched {
+		p.stats.AddSnatch(storage.Snatch{UserID: u.ID, TorrentID: t.ID, Time: now, Addr: hidden(addr, u.Protected)})
+		if ad.token {
+			// A completed download has used its token up.
+			tok := storage.Token{UserID: u.ID, TorrentID: t.ID}
+			p.RemoveToken(tok)
+			p.stats.ExpireToken(tok)
+		}
+	}
+
+	stats := storage.TorrentStats{TorrentID: t.ID, Seeders: r.Complete, Leechers: r.Incomplete, Balance: balance}
+	if r.Snatched {
+		stats.Snatches = 1
+	}
+	if r.Complete > 0 {
+		stats.Seeded = now
+	}
+	p.stats.AddTorrent(stats)
+	ad.torrent.lastFlushed.Store(now.Unix())
+
+	prev, continued := p.live.update(t.ID, u.ID, req.PeerID, now, p.cfg.PeerLifetime, req.Left == 0, stopped,
+		req.Event == bittorrent.Started, p.userCounters)
+	row := storage.PeerRow{
+		TorrentID:  t.ID,
+		UserID:     u.ID,
+		PeerID:     req.PeerID,
+		Full:       !r.Known || req.Event != bittorrent.None || up != 0 || down != 0 || !continued,
+		Active:     !stopped,
+		Uploaded:   req.Uploaded,
+		Downloaded: req.Downloaded,
+		Left:       req.Left,
+		Corrupt:    req.Corrupt,
+		Announces:  1,
+		Addr:       hidden(addr, u.Protected),
+		Port:       req.Port,
+		UserAgent:  req.UserAgent,
+		Time:       now,
+	}
+	if continued && req.Event != bittorrent.Started {
+		row.TimeSpent = time.Duration(unixSeconds(now)-prev.started) * time.Second
+		row.Announces = prev.announces + 1
+		if secs := uint64(unixSeconds(now) - prev.seen); secs > 0 {
+			row.UpSpeed, row.DownSpeed = up/secs, down/secs
+		}
+	}
+	p.stats.AddPeer(row)
+
+	if ad.leechDenied {
+		return errLeechForbidden
+	}
+	return nil
+}
+
+// hidden blanks a protected user's address.
+func hidden(a netip.Addr, protected bool) netip.Addr {
+	if protected {
+		return netip.Addr{}
+	}
+	return a
+}
+
+// scale applies a multiplier to a byte count, saturating.
+func scale(n uint64, m float64) uint64 {
+	if m == 1 {
+		return n
+	}
+	if m <= 0 {
+		return 0
+	}
+	v := math.Round(float64(n) * m)
+	if v >= math.MaxInt64 {
+		return math.MaxInt64
+	}
+	return uint64(v)
+}
+
+// scrape answers a private scrape: a known passkey, registered torrents
+// only, each answered under the hash it was asked by.
+func (p *Private) scrape(ctx context.Context, req *bittorrent.ScrapeRequest, resp *bittorrent.ScrapeResponse) error {
+	p.mu.RLock()
+	_, ok := p.users[req.Passkey]
+	canonical := make([]bittorrent.InfoHash, 0, len(req.InfoHashes))
+	asked := make([]bittorrent.InfoHash, 0, len(req.InfoHashes))
+	for _, h := range req.InfoHashes {
+		if e := p.torrents[h]; e != nil {
+			asked = append(asked, h)
+			canonical = append(canonical, e.info.Load().InfoHash)
+		}
+	}
+	p.mu.RUnlock()
+	if !ok {
+		return errPasskeyNotFound
+	}
+	files, err := p.t.swarms.Scrape(ctx, canonical, nil)
+	if err != nil {
+		return err
+	}
+	byHash := make(map[bittorrent.InfoHash]bittorrent.Scrape, len(files))
+	for _, f := range files {
+		byHash[f.InfoHash] = f
+	}
+	resp.Files = resp.Files[:0]
+	for i, h := range asked {
+		f := byHash[canonical[i]]
+		f.InfoHash = h
+		resp.Files = append(resp.Files, f)
+	}
+	return nil
+}
+
+// Run keeps the live-peer view and the torrents' stored counters current
+// as peers go silent, until ctx ends: every interval it drops expired
+// sessions and writes fresh counters for the torrents that lost peers, so a
+// swarm that empties shows 0 seeders and 0 leechers on the site.
+func (p *Private) Run(ctx context.Context, interval time.Duration) {
+	tick := time.NewTicker(interval)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+		p.refresh(ctx)
+	}
+}
+
+func (p *Private) refresh(ctx context.Context) {
+	touched := p.live.expire(p.cfg.Now(), p.cfg.PeerLifetime, p.userCounters)
+	if len(touched) == 0 {
+		return
+	}
+	type target struct {
+		entry *torrentEntry
+		info  *storage.Torrent
+	}
+	targets := make([]target, 0, len(touched))
+	hashes := make([]bittorrent.InfoHash, 0, len(touched))
+	p.mu.RLock()
+	for _, id := range touched {
+		if e := p.byTorID[id]; e != nil {
+			t := e.info.Load()
+			targets = append(targets, target{e, t})
+			hashes = append(hashes, t.InfoHash)
+		}
+	}
+	p.mu.RUnlock()
+	files, err := p.t.swarms.Scrape(ctx, hashes, nil)
+	if err != nil {
+		return
+	}
+	counts := make(map[bittorrent.InfoHash]bittorrent.Scrape, len(files))
+	for _, f := range files {
+		counts[f.InfoHash] = f
+	}
+	now := p.cfg.Now()
+	for _, tg := range targets {
+		c := counts[tg.info.InfoHash]
+		p.stats.AddTorrent(storage.TorrentStats{TorrentID: tg.info.ID, Seeders: c.Complete, Leechers: c.Incomplete, Balance: tg.entry.balance.Load()})
+		tg.entry.lastFlushed.Store(now.Unix())
+	}
+}
