@@ -34,7 +34,7 @@ type Config struct {
 	HTTP            HTTP     `json:"http"`
 	UDP             UDP      `json:"udp"`
 	Cache           Driver   `json:"cache"`
-	Storage         Driver   `json:"storage"`
+	Storage         Storage  `json:"storage"`
 }
 
 // Tracker holds the protocol-free announce and scrape rules.
@@ -120,6 +120,31 @@ type Driver struct {
 	Config json.RawMessage `json:"config"`
 }
 
+// Storage picks the web application's database and says how the tracker
+// uses it. With no driver the tracker is an open tracker.
+type Storage struct {
+	// Name is the registered driver name; empty means none.
+	Name string `json:"driver"`
+	// Config is the driver's own configuration.
+	Config json.RawMessage `json:"config"`
+	// FlushInterval is how often collected statistics are written.
+	FlushInterval Duration `json:"flush_interval"`
+	// WriteTimeout bounds one batch write.
+	WriteTimeout Duration `json:"write_timeout"`
+	// MaxRetryInterval caps the back-off between failed writes.
+	MaxRetryInterval Duration `json:"max_retry_interval"`
+	// MaxPendingPeerRows bounds the peer rows waiting to be written;
+	// past it the oldest are dropped (the next announce rewrites them).
+	MaxPendingPeerRows int `json:"max_pending_peer_rows"`
+	// ReloadInterval is how often users, torrents, tokens and the
+	// whitelist are reloaded as a diff; 0 turns periodic reloads off
+	// (SIGUSR1 still reloads).
+	ReloadInterval Duration `json:"reload_interval"`
+	// DeletionReasonLifetime is how long announces for a deleted torrent
+	// are told why it was deleted.
+	DeletionReasonLifetime Duration `json:"deletion_reason_lifetime"`
+}
+
 // Duration is a time.Duration written in JSON as a Go duration string
 // ("30m", "1h30m").
 type Duration time.Duration
@@ -197,7 +222,7 @@ func decode(base *Config, r io.Reader) (*Config, error) {
 
 var (
 	rawMessageType = reflect.TypeFor[json.RawMessage]()
-	driverType     = reflect.TypeFor[Driver]()
+	driverTypes    = map[reflect.Type]bool{reflect.TypeFor[Driver](): true, reflect.TypeFor[Storage](): true}
 	unmarshalerTyp = reflect.TypeFor[json.Unmarshaler]()
 )
 
@@ -255,7 +280,7 @@ func decodeInto(v reflect.Value, data []byte, path string) error {
 	}
 	// A file that switches to another driver without giving its block
 	// must not hand the old driver's default block to the new one.
-	if v.Type() == driverType {
+	if driverTypes[v.Type()] {
 		if _, named := obj["driver"]; named {
 			if _, configured := obj["config"]; !configured {
 				v.FieldByName("Config").SetBytes(nil)
@@ -375,6 +400,25 @@ func (c *Config) Validate() error {
 	}
 	if h.RealIPHeader != "" && len(h.TrustedProxies) == 0 {
 		bad("http.trusted_proxies", "must list the proxies whose %s header is believed", h.RealIPHeader)
+	}
+	st := c.Storage
+	if st.FlushInterval <= 0 {
+		bad("storage.flush_interval", "must be positive")
+	}
+	if st.WriteTimeout <= 0 {
+		bad("storage.write_timeout", "must be positive")
+	}
+	if st.MaxRetryInterval < st.FlushInterval {
+		bad("storage.max_retry_interval", "must be at least flush_interval (%s)", st.FlushInterval.D())
+	}
+	if st.MaxPendingPeerRows < 1 {
+		bad("storage.max_pending_peer_rows", "must be at least 1")
+	}
+	if st.ReloadInterval < 0 {
+		bad("storage.reload_interval", "must not be negative (0 turns periodic reloads off)")
+	}
+	if st.DeletionReasonLifetime < 0 {
+		bad("storage.deletion_reason_lifetime", "must not be negative")
 	}
 	if c.Cache.Name == "" {
 		bad("cache.driver", "must name a cache driver, such as \"memory\"")

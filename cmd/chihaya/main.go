@@ -18,7 +18,6 @@ import (
 	"github.com/chihaya/chihaya/config"
 	httpfrontend "github.com/chihaya/chihaya/frontend/http"
 	udpfrontend "github.com/chihaya/chihaya/frontend/udp"
-	"github.com/chihaya/chihaya/storage"
 	"github.com/chihaya/chihaya/tracker"
 )
 
@@ -48,14 +47,6 @@ func run(configPath string) error {
 	}
 	defer closeLogged(log, "cache", swarms.Close)
 
-	if cfg.Storage.Name != "" {
-		store, err := storage.Open(cfg.Storage.Name, cfg.Storage.Config)
-		if err != nil {
-			return fmt.Errorf("storage: %w", err)
-		}
-		defer closeLogged(log, "storage", store.Close)
-	}
-
 	t := tracker.New(tracker.Config{
 		AnnounceInterval:    cfg.Tracker.AnnounceInterval.D(),
 		MinAnnounceInterval: cfg.Tracker.MinAnnounceInterval.D(),
@@ -65,10 +56,20 @@ func run(configPath string) error {
 		MaxScrapeInfoHashes: cfg.Tracker.MaxScrapeInfoHashes,
 	}, swarms)
 
+	ctx, stopBackground := context.WithCancel(context.Background())
+	defer stopBackground()
+	var site *private
+	if cfg.Storage.Name != "" {
+		if site, err = startPrivate(ctx, cfg, t, log); err != nil {
+			return err
+		}
+		defer site.close(cfg.ShutdownTimeout.D())
+	}
+
 	var frontends []interface{ Shutdown(context.Context) error }
 	if cfg.HTTP.Enabled {
 		proxies, _ := config.ParsePrefixes(cfg.HTTP.TrustedProxies)
-		fe := httpfrontend.New(t, httpfrontend.Config{
+		hc := httpfrontend.Config{
 			Addr:           cfg.HTTP.Listen,
 			ReadTimeout:    cfg.HTTP.ReadTimeout.D(),
 			WriteTimeout:   cfg.HTTP.WriteTimeout.D(),
@@ -77,7 +78,11 @@ func run(configPath string) error {
 			AllowIPParam:   cfg.HTTP.AllowIPParam,
 			TrustedProxies: proxies,
 			RealIPHeader:   cfg.HTTP.RealIPHeader,
-		}, log.With("frontend", "http"))
+		}
+		if site != nil {
+			hc.Site, hc.WrapListener = site.handler, site.wrapListener
+		}
+		fe := httpfrontend.New(t, hc, log.With("frontend", "http"))
 		addr, err := fe.ListenAndServe()
 		if err != nil {
 			return fmt.Errorf("http.listen: %w", err)
@@ -105,15 +110,23 @@ func run(configPath string) error {
 	}
 
 	signals := make(chan os.Signal, 1)
-	signal.Notify(signals, syscall.SIGINT, syscall.SIGTERM)
-	sig := <-signals
-	log.Info("shutting down", "signal", sig.String())
+	signal.Notify(signals, syscall.SIGINT, syscall.SIGTERM, syscall.SIGUSR1)
+	for sig := range signals {
+		if sig == syscall.SIGUSR1 {
+			if site != nil {
+				go site.reload(ctx)
+			}
+			continue
+		}
+		log.Info("shutting down", "signal", sig.String())
+		break
+	}
 	signal.Stop(signals)
 
-	ctx, cancel := context.WithTimeout(context.Background(), cfg.ShutdownTimeout.D())
+	shutdown, cancel := context.WithTimeout(context.Background(), cfg.ShutdownTimeout.D())
 	defer cancel()
 	for _, fe := range frontends {
-		if err := fe.Shutdown(ctx); err != nil {
+		if err := fe.Shutdown(shutdown); err != nil {
 			log.Warn("frontend did not stop cleanly", "err", err)
 		}
 	}

@@ -41,6 +41,13 @@ type Config struct {
 	// right-most address that is not itself a trusted proxy is taken) or
 	// a single-address header such as X-Real-IP.
 	RealIPHeader string
+	// Site, when set, serves every path that is not an announce or a
+	// scrape: the web application's calls to the tracker (Gazelle's
+	// update and report interface).
+	Site http.Handler
+	// WrapListener, when set, wraps the listener, e.g. to accept the
+	// Host-less HTTP/1.1 requests old Gazelle sends.
+	WrapListener func(net.Listener) net.Listener
 }
 
 // Frontend serves the tracker over HTTP. It is an http.Handler, so tests and
@@ -86,6 +93,9 @@ func (f *Frontend) ListenAndServe() (net.Addr, error) {
 	if err != nil {
 		return nil, err
 	}
+	if f.cfg.WrapListener != nil {
+		ln = f.cfg.WrapListener(ln)
+	}
 	f.server = &http.Server{
 		Handler:           f,
 		ReadHeaderTimeout: f.cfg.ReadTimeout,
@@ -112,21 +122,27 @@ func (f *Frontend) Shutdown(ctx context.Context) error {
 	return f.server.Shutdown(ctx)
 }
 
-// ServeHTTP routes /announce, /scrape and their /<passkey>/ forms.
+// ServeHTTP routes /announce, /scrape and their /<passkey>/ forms, and
+// hands anything else to the site handler when there is one.
 func (f *Frontend) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	passkey, action := splitPath(r.URL.Path)
+	if action == "" {
+		if f.cfg.Site != nil {
+			f.cfg.Site.ServeHTTP(w, r)
+			return
+		}
+		f.fail(w, http.StatusNotFound, "not found: announce at /announce, scrape at /scrape")
+		return
+	}
 	if r.Method != http.MethodGet && r.Method != http.MethodHead {
 		w.Header().Set("Allow", "GET, HEAD")
 		f.fail(w, http.StatusMethodNotAllowed, "method not allowed: use GET")
 		return
 	}
-	passkey, action := splitPath(r.URL.Path)
-	switch action {
-	case "announce":
+	if action == "announce" {
 		f.serveAnnounce(w, r, passkey)
-	case "scrape":
+	} else {
 		f.serveScrape(w, r, passkey)
-	default:
-		f.fail(w, http.StatusNotFound, "not found: announce at /announce, scrape at /scrape")
 	}
 }
 
@@ -165,6 +181,7 @@ func (f *Frontend) serveAnnounce(w http.ResponseWriter, r *http.Request, passkey
 			req.IPv6 = source
 		}
 		req.Passkey = passkey
+		req.UserAgent = r.Header.Get("User-Agent")
 		err = f.parser.parseAnnounce(r.URL.RawQuery, req)
 	}
 	if err == nil {

@@ -364,3 +364,25 @@ func BenchmarkServeHTTP(b *testing.B) {
 		fe.ServeHTTP(rec, req)
 	}
 }
+
+func TestSiteHandlerGetsOtherPaths(t *testing.T) {
+	site := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body := "d4:site" + fmt.Sprint(len(r.URL.Path)) + ":" + r.URL.Path + "e"
+		w.Header().Set("Content-Length", fmt.Sprint(len(body)))
+		w.Write([]byte(body))
+	})
+	fe := newFrontend(t, Config{Site: site})
+	_, doc := get(t, fe, "/0123456789abcdef0123456789abcdef/update?action=x", "10.0.0.1:1", nil)
+	if doc["site"] != "/0123456789abcdef0123456789abcdef/update" {
+		t.Fatalf("site handler not reached: %v", doc)
+	}
+	a := announce{hash: hashA, peer: "-SE0001-000000000001", port: 6881, extra: "&corrupt=12"}
+	req := httptest.NewRequest(http.MethodGet, a.target("/k/announce"), nil)
+	req.RemoteAddr = "10.0.0.1:1"
+	req.Header.Set("User-Agent", "Transmission/4.0")
+	rec := httptest.NewRecorder()
+	fe.ServeHTTP(rec, req)
+	if !strings.HasPrefix(rec.Body.String(), "d8:complete") {
+		t.Fatalf("announce beside a site handler: %q", rec.Body.String())
+	}
+}

@@ -171,6 +171,8 @@ func (p announceParams) parseAnnounce(query string, req *bittorrent.AnnounceRequ
 		case "left":
 			req.Left, err = parseUint("left", value, 64)
 			haveLeft = true
+		case "corrupt":
+			req.Corrupt, err = parseUint("corrupt", value, 64)
 		case "event":
 			var ok bool
 			if req.Event, ok = bittorrent.ParseEvent(value); !ok {

@@ -48,8 +48,8 @@ func TestParseAnnounce(t *testing.T) {
 				if r.Event != bittorrent.Completed || r.NumWant != 30 || r.Compact || !r.NoPeerID {
 					t.Errorf("event %v numwant %d compact %v no_peer_id %v", r.Event, r.NumWant, r.Compact, r.NoPeerID)
 				}
-				if r.Key != fnv32("abcd") {
-					t.Errorf("key not read")
+				if r.Key != fnv32("abcd") || r.Corrupt != 5 {
+					t.Errorf("key or corrupt not read: %d %d", r.Key, r.Corrupt)
 				}
 			}},
 		{name: "events", query: base + "&event=paused", check: func(t *testing.T, r *bittorrent.AnnounceRequest) {

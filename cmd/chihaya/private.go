@@ -1,0 +1,137 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"time"
+
+	"github.com/chihaya/chihaya/config"
+	"github.com/chihaya/chihaya/storage"
+	"github.com/chihaya/chihaya/tracker"
+)
+
+// private is a private tracker's storage side: the driver, the flusher that
+// writes statistics to it, and the reloads that keep the policy current.
+type private struct {
+	store   storage.Storage
+	flusher *storage.Flusher
+	policy  *tracker.Private
+	log     *slog.Logger
+	// handler serves the web application's calls on the HTTP port, if
+	// the driver has such an interface; wrapListener adapts the listener
+	// to that application's requests.
+	handler      http.Handler
+	wrapListener func(net.Listener) net.Listener
+}
+
+// listenerWrapper is implemented by drivers whose web application sends
+// requests net/http would refuse (Gazelle's Host-less HTTP/1.1).
+type listenerWrapper interface {
+	WrapListener(net.Listener) net.Listener
+}
+
+// deletionLabeler is implemented by drivers whose web application gives
+// reasons for deleting torrents.
+type deletionLabeler interface {
+	DeletionLabel(reason int) string
+}
+
+func startPrivate(ctx context.Context, cfg *config.Config, t *tracker.Tracker, log *slog.Logger) (*private, error) {
+	sc := cfg.Storage
+	log = log.With("storage", sc.Name)
+	store, err := storage.Open(sc.Name, sc.Config)
+	if err != nil {
+		return nil, fmt.Errorf("storage: %w", err)
+	}
+	p := &private{store: store, log: log}
+	loadCtx, cancel := context.WithTimeout(ctx, 5*time.Minute)
+	defer cancel()
+	if s, ok := store.(storage.Starter); ok {
+		if err := s.Start(loadCtx); err != nil {
+			store.Close()
+			return nil, fmt.Errorf("storage: preparing the database: %w", err)
+		}
+	}
+	start := time.Now()
+	snap, err := store.Load(loadCtx)
+	if err != nil {
+		store.Close()
+		return nil, fmt.Errorf("storage: loading: %w", err)
+	}
+	log.Info("loaded", "users", len(snap.Users), "torrents", len(snap.Torrents), "tokens", len(snap.Tokens), "whitelist", len(snap.Whitelist), "took", time.Since(start).Round(time.Millisecond))
+
+	p.flusher = storage.NewFlusher(store, storage.FlusherConfig{
+		Interval:    sc.FlushInterval.D(),
+		Timeout:     sc.WriteTimeout.D(),
+		MaxBackoff:  sc.MaxRetryInterval.D(),
+		MaxPeerRows: sc.MaxPendingPeerRows,
+	}, log)
+	pc := tracker.PrivateConfig{
+		PeerLifetime:   cfg.Tracker.PeerLifetime.D(),
+		DeletionMemory: sc.DeletionReasonLifetime.D(),
+	}
+	if l, ok := store.(deletionLabeler); ok {
+		pc.DeletionLabel = l.DeletionLabel
+	}
+	p.policy = tracker.NewPrivate(t, pc, p.flusher)
+	p.policy.Replace(snap)
+	p.flusher.Start()
+	go p.policy.Run(ctx, time.Minute)
+
+	if h, ok := store.(storage.SiteHandler); ok {
+		p.handler = h.SiteHandler(p.policy)
+	}
+	if w, ok := store.(listenerWrapper); ok {
+		p.wrapListener = w.WrapListener
+	}
+	if w, ok := store.(storage.Watcher); ok {
+		go func() {
+			if err := w.Watch(ctx, p.policy); err != nil && ctx.Err() == nil {
+				log.Error("watching the database for changes stopped; periodic reloads continue", "err", err)
+			}
+		}()
+	}
+	if every := sc.ReloadInterval.D(); every > 0 {
+		go func() {
+			tick := time.NewTicker(every)
+			defer tick.Stop()
+			for {
+				select {
+				case <-ctx.Done():
+					return
+				case <-tick.C:
+					p.reload(ctx)
+				}
+			}
+		}()
+	}
+	return p, nil
+}
+
+// reload reads users, torrents, tokens and the whitelist again and applies
+// them as a diff; a failed load keeps what is in memory.
+func (p *private) reload(ctx context.Context) {
+	start := time.Now()
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Minute)
+	defer cancel()
+	snap, err := p.store.Load(ctx)
+	if err != nil {
+		p.log.Error("reload failed; keeping the data in memory", "err", err)
+		return
+	}
+	p.policy.Replace(snap)
+	p.log.Info("reloaded", "users", len(snap.Users), "torrents", len(snap.Torrents), "took", time.Since(start).Round(time.Millisecond))
+}
+
+// close writes what is pending, then closes the driver.
+func (p *private) close(timeout time.Duration) {
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	if err := p.flusher.Close(ctx); err != nil {
+		p.log.Error("statistics lost at shutdown", "err", err)
+	}
+	closeLogged(p.log, "storage", p.store.Close)
+}
