@@ -225,6 +225,9 @@ type queue[K comparable, R any] struct {
 	mu    sync.Mutex
 	rows  []R
 	index map[K]int
+	// spare is the previous batch's slice, reused for the next rows so
+	// that steady traffic does not regrow a slice every interval.
+	spare []R
 	st    QueueStats
 	// flushing serialises writes of this kind, so rows of one key are
 	// never written out of order.
@@ -302,11 +305,21 @@ func (q *queue[K, R]) take() []R {
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	rows := q.rows
-	q.rows = nil
+	q.rows, q.spare = q.spare[:0], nil
 	if q.key != nil {
 		clear(q.index)
 	}
 	return rows
+}
+
+// recycle offers a written batch's slice for reuse.
+func (q *queue[K, R]) recycle(rows []R) {
+	clear(rows) // drop references (user agents) held by old rows
+	q.mu.Lock()
+	if q.spare == nil {
+		q.spare = rows[:0]
+	}
+	q.mu.Unlock()
 }
 
 // putBack returns rows that were not written, ahead of (older than) the
@@ -338,6 +351,9 @@ func (q *queue[K, R]) flush(ctx context.Context) error {
 	}
 	start := time.Now()
 	err := q.writeSplitting(ctx, rows)
+	if err == nil {
+		q.recycle(rows)
+	}
 	q.mu.Lock()
 	if err == nil {
 		q.st.LastWrite = time.Since(start)

@@ -1,0 +1,87 @@
+package tracker
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"net/netip"
+	"testing"
+	"time"
+
+	"github.com/chihaya/chihaya/bittorrent"
+	"github.com/chihaya/chihaya/cache"
+	"github.com/chihaya/chihaya/storage"
+)
+
+// discard is a storage.Writer that accepts everything, so the benchmark
+// measures the rules and the flusher's bookkeeping, not a database.
+type discard struct{}
+
+func (discard) WriteUsers(context.Context, []storage.UserDelta) error       { return nil }
+func (discard) WriteTorrents(context.Context, []storage.TorrentStats) error { return nil }
+func (discard) WritePeers(context.Context, []storage.PeerRow) error         { return nil }
+func (discard) WriteSnatches(context.Context, []storage.Snatch) error       { return nil }
+func (discard) WriteTokens(context.Context, []storage.TokenUse) error       { return nil }
+func (discard) ExpireTokens(context.Context, []storage.Token) error         { return nil }
+
+// benchmarkAnnounce re-announces peers of 1,000 swarms of 20 (30 %
+// seeders), each announce moving a few bytes, numwant 50.
+func benchmarkAnnounce(b *testing.B, private bool) {
+	store, err := cache.Open("memory", nil, cache.Options{PeerLifetime: time.Hour})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer store.Close()
+	tr := New(Config{AnnounceInterval: 30 * time.Minute, MinAnnounceInterval: 15 * time.Minute, DefaultNumWant: 50, MaxNumWant: 50, MaxScrapeInfoHashes: 10}, store)
+	const torrents, peers = 1000, 20
+	var snap storage.Snapshot
+	for i := range torrents {
+		snap.Torrents = append(snap.Torrents, storage.Torrent{ID: uint32(i + 1), InfoHash: bittorrent.InfoHash{byte(i), byte(i >> 8), 1}})
+	}
+	for i := range peers {
+		snap.Users = append(snap.Users, storage.User{ID: uint32(i + 1), Passkey: fmt.Sprintf("%032d", i), CanLeech: true})
+	}
+	if private {
+		f := storage.NewFlusher(discard{}, storage.FlusherConfig{Interval: 100 * time.Millisecond, Timeout: time.Second, MaxBackoff: time.Second, MaxPeerRows: 1 << 20}, slog.New(slog.DiscardHandler))
+		f.Start()
+		defer f.Close(context.Background())
+		p := NewPrivate(tr, PrivateConfig{PeerLifetime: time.Hour, DeletionMemory: time.Hour}, f)
+		p.Replace(&snap)
+	}
+	reqs := make([]bittorrent.AnnounceRequest, torrents*peers)
+	for i := range reqs {
+		t, u := i/peers, i%peers
+		r := &reqs[i]
+		r.InfoHash = snap.Torrents[t].InfoHash
+		copy(r.PeerID[:], fmt.Sprintf("-BE0001-%012d", u))
+		r.IPv4 = netip.AddrFrom4([4]byte{10, byte(u), byte(t >> 8), byte(t)})
+		r.Port, r.NumWant, r.Compact = 6881, 50, true
+		r.Passkey = snap.Users[u].Passkey
+		if u%10 >= 3 {
+			r.Left = 1000
+		}
+	}
+	ctx := context.Background()
+	var resp bittorrent.AnnounceResponse
+	for i := range reqs {
+		resp.Reset()
+		if err := tr.Announce(ctx, &reqs[i], &resp); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; b.Loop(); i++ {
+		r := &reqs[i%len(reqs)]
+		r.Uploaded += 100
+		resp.Reset()
+		if err := tr.Announce(ctx, r, &resp); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkAnnounceOpen and BenchmarkAnnouncePrivate run the same load
+// through the open and the private rules.
+func BenchmarkAnnounceOpen(b *testing.B)    { benchmarkAnnounce(b, false) }
+func BenchmarkAnnouncePrivate(b *testing.B) { benchmarkAnnounce(b, true) }
