@@ -3,12 +3,20 @@ module github.com/chihaya/chihaya
 go 1.26.0
 
 require (
+	github.com/dchest/siphash v1.2.3
+	github.com/go-sql-driver/mysql v1.10.1
+	github.com/redis/rueidis v1.0.79
+	github.com/zeebo/bencode v1.0.0
+	golang.org/x/net v0.59.0
+)
+
+require (
+	filippo.io/edwards25519 v1.2.0 // indirect
 	github.com/BurntSushi/toml v1.4.1-0.20240526193622-a339e1f7089c // indirect
-	github.com/dchest/siphash v1.2.3 // indirect
-	github.com/zeebo/bencode v1.0.0 // indirect
 	golang.org/x/exp/typeparams v0.0.0-20231108232855-2478ac86f678 // indirect
 	golang.org/x/mod v0.41.0 // indirect
 	golang.org/x/sync v0.23.0 // indirect
+	golang.org/x/sys v0.48.0 // indirect
 	golang.org/x/tools v0.51.0 // indirect
 	honnef.co/go/tools v0.8.2 // indirect
 )

@@ -32,8 +32,8 @@ type Policy interface {
 	// SetLeech changes a known torrent's freeleech state; false if the
 	// hash is unknown.
 	SetLeech(h bittorrent.InfoHash, l Leech) bool
-	// DeleteTorrent forgets a torrent. Announces for it are refused
-	// with reason (see DeletionReason) for a while.
+	// DeleteTorrent forgets a torrent. For a while, announces for it are
+	// refused with the web application's message for the reason code.
 	DeleteTorrent(h bittorrent.InfoHash, reason int)
 	// Torrent returns the torrent with this hash (v1 or v2).
 	Torrent(h bittorrent.InfoHash) (Torrent, bool)

@@ -30,9 +30,10 @@ type PrivateConfig struct {
 	// DeletionMemory is how long announces for a deleted torrent are
 	// told why it was deleted.
 	DeletionMemory time.Duration
-	// DeletionLabel names a deletion reason code; nil, or an empty
-	// label, gives the plain "Unregistered torrent".
-	DeletionLabel func(reason int) string
+	// DeletionMessage is the failure reason for a torrent deleted with
+	// a reason code, from the web application's own list; nil gives
+	// the plain "Unregistered torrent".
+	DeletionMessage func(reason int) string
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
 }

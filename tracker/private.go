@@ -77,10 +77,10 @@ func (p *Private) admit(req *bittorrent.AnnounceRequest, a *cache.Announce, ad *
 }
 
 func (p *Private) unregistered(d deletion, deleted bool) error {
-	if !deleted || p.cfg.Now().Sub(d.at) > p.cfg.DeletionMemory || p.cfg.DeletionLabel == nil || d.reason < 0 {
+	if !deleted || p.cfg.Now().Sub(d.at) > p.cfg.DeletionMemory || p.cfg.DeletionMessage == nil {
 		return errUnregistered
 	}
-	return bittorrent.ClientError("Unregistered torrent: " + p.cfg.DeletionLabel(d.reason))
+	return bittorrent.ClientError(p.cfg.DeletionMessage(d.reason))
 }
 
 func (p *Private) whitelisted(id bittorrent.PeerID) bool {

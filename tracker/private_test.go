@@ -127,8 +127,13 @@ func newPrivateEnv(t *testing.T) *privateEnv {
 	p := NewPrivate(tr, PrivateConfig{
 		PeerLifetime:   time.Hour,
 		DeletionMemory: 24 * time.Hour,
-		DeletionLabel:  func(r int) string { return map[int]string{0: "Dupe", 1: "Trump"}[r] },
-		Now:            clock.Now,
+		DeletionMessage: func(r int) string {
+			if r < 0 {
+				return "Unregistered torrent"
+			}
+			return "Unregistered torrent: " + map[int]string{0: "Dupe", 1: "Trump"}[r]
+		},
+		Now: clock.Now,
 	}, stats)
 	p.Replace(&storage.Snapshot{
 		Users: []storage.User{alice, bob, noleech, protected},

@@ -18,6 +18,7 @@ import (
 	"github.com/chihaya/chihaya/config"
 	httpfrontend "github.com/chihaya/chihaya/frontend/http"
 	udpfrontend "github.com/chihaya/chihaya/frontend/udp"
+	_ "github.com/chihaya/chihaya/storage/gazelle"
 	"github.com/chihaya/chihaya/tracker"
 )
 

@@ -33,10 +33,10 @@ type listenerWrapper interface {
 	WrapListener(net.Listener) net.Listener
 }
 
-// deletionLabeler is implemented by drivers whose web application gives
+// deletionMessenger is implemented by drivers whose web application gives
 // reasons for deleting torrents.
-type deletionLabeler interface {
-	DeletionLabel(reason int) string
+type deletionMessenger interface {
+	DeletionMessage(reason int) string
 }
 
 func startPrivate(ctx context.Context, cfg *config.Config, t *tracker.Tracker, log *slog.Logger) (*private, error) {
@@ -73,8 +73,8 @@ func startPrivate(ctx context.Context, cfg *config.Config, t *tracker.Tracker, l
 		PeerLifetime:   cfg.Tracker.PeerLifetime.D(),
 		DeletionMemory: sc.DeletionReasonLifetime.D(),
 	}
-	if l, ok := store.(deletionLabeler); ok {
-		pc.DeletionLabel = l.DeletionLabel
+	if m, ok := store.(deletionMessenger); ok {
+		pc.DeletionMessage = m.DeletionMessage
 	}
 	p.policy = tracker.NewPrivate(t, pc, p.flusher)
 	p.policy.Replace(snap)
