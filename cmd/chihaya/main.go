@@ -15,6 +15,7 @@ import (
 
 	"github.com/chihaya/chihaya/cache"
 	_ "github.com/chihaya/chihaya/cache/memory"
+	_ "github.com/chihaya/chihaya/cache/redis"
 	"github.com/chihaya/chihaya/config"
 	httpfrontend "github.com/chihaya/chihaya/frontend/http"
 	udpfrontend "github.com/chihaya/chihaya/frontend/udp"
