@@ -73,6 +73,9 @@ type torrentEntry struct {
 	// in Unix seconds.
 	balance     atomic.Int64
 	lastFlushed atomic.Int64
+	// snatches is the completed count clients are told: storage's at
+	// the last load, plus the completions recorded since.
+	snatches atomic.Uint32
 }
 
 type deletion struct {
@@ -238,6 +241,7 @@ func (p *Private) putTorrentLocked(t storage.Torrent) {
 		}
 	}
 	e.info.Store(&t)
+	e.snatches.Store(t.Snatches)
 	p.torrents[t.InfoHash] = e
 	delete(p.deleted, t.InfoHash)
 	if t.InfoHashV2 != (bittorrent.InfoHash{}) {
@@ -390,6 +394,7 @@ func (p *Private) TorrentActivity(h bittorrent.InfoHash) (storage.TorrentActivit
 	}
 	t := e.info.Load()
 	a := storage.TorrentActivity{Torrent: *t, Balance: e.balance.Load()}
+	a.Torrent.Snatches = e.snatches.Load()
 	if s := e.lastFlushed.Load(); s != 0 {
 		a.LastFlushed = time.Unix(s, 0)
 	}

@@ -137,6 +137,7 @@ func (p *Private) record(req *bittorrent.AnnounceRequest, a *cache.Announce, r *
 		addr = req.IPv6
 	}
 	if r.Snatched {
+		ad.torrent.snatches.Add(1)
 		p.stats.AddSnatch(storage.Snatch{UserID: u.ID, TorrentID: t.ID, Time: now, Addr: hidden(addr, u.Protected)})
 		if ad.token {
 			// A completed download has used its token up.
@@ -158,11 +159,15 @@ func (p *Private) record(req *bittorrent.AnnounceRequest, a *cache.Announce, r *
 
 	prev, continued := p.live.update(t.ID, u.ID, req.PeerID, now, p.cfg.PeerLifetime, req.Left == 0, stopped,
 		req.Event == bittorrent.Started, p.userCounters)
+	// A full row when something a light row leaves alone changed: the
+	// totals (also when they went backwards), the seeding state.
+	full := !r.Known || req.Event != bittorrent.None || req.Uploaded != r.PrevUploaded || req.Downloaded != r.PrevDownloaded ||
+		!continued || prev.seeding != (req.Left == 0)
 	row := storage.PeerRow{
 		TorrentID:  t.ID,
 		UserID:     u.ID,
 		PeerID:     req.PeerID,
-		Full:       !r.Known || req.Event != bittorrent.None || up != 0 || down != 0 || !continued,
+		Full:       full,
 		Active:     !stopped,
 		Uploaded:   req.Uploaded,
 		Downloaded: req.Downloaded,
@@ -219,10 +224,12 @@ func (p *Private) scrape(ctx context.Context, req *bittorrent.ScrapeRequest, res
 	_, ok := p.users[req.Passkey]
 	canonical := make([]bittorrent.InfoHash, 0, len(req.InfoHashes))
 	asked := make([]bittorrent.InfoHash, 0, len(req.InfoHashes))
+	entries := make([]*torrentEntry, 0, len(req.InfoHashes))
 	for _, h := range req.InfoHashes {
 		if e := p.torrents[h]; e != nil {
 			asked = append(asked, h)
 			canonical = append(canonical, e.info.Load().InfoHash)
+			entries = append(entries, e)
 		}
 	}
 	p.mu.RUnlock()
@@ -241,6 +248,7 @@ func (p *Private) scrape(ctx context.Context, req *bittorrent.ScrapeRequest, res
 	for i, h := range asked {
 		f := byHash[canonical[i]]
 		f.InfoHash = h
+		f.Snatches = entries[i].snatches.Load()
 		resp.Files = append(resp.Files, f)
 	}
 	return nil

@@ -137,7 +137,11 @@ func (t *Tracker) announce(ctx context.Context, req *bittorrent.AnnounceRequest,
 	resp.Incomplete = r.Incomplete
 	resp.Snatches = r.Snatches
 	if t.private != nil {
-		return t.private.record(req, a, r, &s.admitted)
+		err := t.private.record(req, a, r, &s.admitted)
+		// A registered torrent's completed count is the web
+		// application's, not the swarm's since it last formed.
+		resp.Snatches = s.admitted.torrent.snatches.Load()
+		return err
 	}
 	return nil
 }
