@@ -45,8 +45,9 @@ type Flusher struct {
 	expired  *queue[Token, Token]
 	flushers []flusher
 
-	stop chan struct{}
-	wg   sync.WaitGroup
+	stop     chan struct{}
+	stopOnce sync.Once
+	wg       sync.WaitGroup
 }
 
 type peerKey struct {
@@ -193,9 +194,9 @@ func (f *Flusher) Flush(ctx context.Context) error {
 
 // Close stops the periodic writes and writes what is pending, retrying
 // until it is written or ctx ends. It reports the rows that could not be
-// written.
+// written. Calling it again retries what is still pending.
 func (f *Flusher) Close(ctx context.Context) error {
-	close(f.stop)
+	f.stopOnce.Do(func() { close(f.stop) })
 	f.wg.Wait()
 	backoff := 100 * time.Millisecond
 	for {

@@ -270,6 +270,10 @@ func TestFlusherCloseReportsWhatIsLeft(t *testing.T) {
 	if err := f.Close(ctx); err == nil {
 		t.Fatal("Close with the database down reported success")
 	}
+	rec.setDown(false)
+	if err := f.Close(context.Background()); err != nil || rec.users[1].Uploaded != 1 {
+		t.Fatalf("a second Close once the database is back: %v, users %v", err, rec.users)
+	}
 }
 
 func TestFlusherConcurrentAdds(t *testing.T) {

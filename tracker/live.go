@@ -34,6 +34,8 @@ type liveKey struct {
 }
 
 type livePeer struct {
+	// uploaded and downloaded are the totals last reported.
+	uploaded, downloaded uint64
 	// started and seen are Unix seconds.
 	started, seen uint32
 	announces     uint32
@@ -58,7 +60,7 @@ func unixSeconds(t time.Time) uint32 { return uint32(t.Unix()) }
 // update records an announce and returns the peer's session before it;
 // found is false for a new session (or one that had expired). A stopped
 // peer leaves the table.
-func (l *liveTable) update(torrentID, userID uint32, peerID bittorrent.PeerID, now time.Time, lifetime time.Duration, seeding, stopped, restart bool, counters counterFunc) (prev livePeer, found bool) {
+func (l *liveTable) update(torrentID, userID uint32, peerID bittorrent.PeerID, now time.Time, lifetime time.Duration, seeding, stopped, restart bool, uploaded, downloaded uint64, counters counterFunc) (prev livePeer, found bool) {
 	sh := l.shard(torrentID)
 	key := liveKey{userID, peerID}
 	nowS := unixSeconds(now)
@@ -77,7 +79,7 @@ func (l *liveTable) update(torrentID, userID uint32, peerID bittorrent.PeerID, n
 		// Expired but not yet swept: a new session.
 		found = false
 	}
-	next := livePeer{started: nowS, seen: nowS, announces: 1, seeding: seeding}
+	next := livePeer{uploaded: uploaded, downloaded: downloaded, started: nowS, seen: nowS, announces: 1, seeding: seeding}
 	if found && !restart {
 		next.started, next.announces = prev.started, prev.announces+1
 	}

@@ -103,14 +103,24 @@ func (p *Private) record(req *bittorrent.AnnounceRequest, a *cache.Announce, r *
 	now := p.cfg.Now()
 	u := ad.user.info.Load()
 	t := ad.torrent.info.Load()
-	stopped := a.Event == bittorrent.Stopped
+	// leaving is the client's own stop; a refused leecher is taken out of
+	// the swarm but its session goes on, so its transfer keeps counting.
+	leaving := req.Event == bittorrent.Stopped
+	prev, continued := p.live.update(t.ID, u.ID, req.PeerID, now, p.cfg.PeerLifetime, req.Left == 0, leaving,
+		req.Event == bittorrent.Started, req.Uploaded, req.Downloaded, p.userCounters)
 
 	// Transfer since the last announce. A new session (first announce,
 	// started) sets the baseline; totals that went backwards (the client
-	// restarted its counters) reset it; neither is credited.
+	// restarted its counters) reset it; neither is credited. The swarm
+	// holds the baseline of peers in it; a refused leecher is not in the
+	// swarm, so its session's totals are the baseline.
+	known, prevUp, prevDown := r.Known, r.PrevUploaded, r.PrevDownloaded
+	if !known && ad.leechDenied && continued {
+		known, prevUp, prevDown = true, prev.uploaded, prev.downloaded
+	}
 	var up, down uint64
-	if r.Known && req.Event != bittorrent.Started && req.Uploaded >= r.PrevUploaded && req.Downloaded >= r.PrevDownloaded {
-		up, down = req.Uploaded-r.PrevUploaded, req.Downloaded-r.PrevDownloaded
+	if known && req.Event != bittorrent.Started && req.Uploaded >= prevUp && req.Downloaded >= prevDown {
+		up, down = req.Uploaded-prevUp, req.Downloaded-prevDown
 	}
 	balance := ad.torrent.balance.Add(int64(up) - int64(down))
 
@@ -157,18 +167,16 @@ func (p *Private) record(req *bittorrent.AnnounceRequest, a *cache.Announce, r *
 	p.stats.AddTorrent(stats)
 	ad.torrent.lastFlushed.Store(now.Unix())
 
-	prev, continued := p.live.update(t.ID, u.ID, req.PeerID, now, p.cfg.PeerLifetime, req.Left == 0, stopped,
-		req.Event == bittorrent.Started, p.userCounters)
 	// A full row when something a light row leaves alone changed: the
 	// totals (also when they went backwards), the seeding state.
-	full := !r.Known || req.Event != bittorrent.None || req.Uploaded != r.PrevUploaded || req.Downloaded != r.PrevDownloaded ||
+	full := !known || req.Event != bittorrent.None || req.Uploaded != prevUp || req.Downloaded != prevDown ||
 		!continued || prev.seeding != (req.Left == 0)
 	row := storage.PeerRow{
 		TorrentID:  t.ID,
 		UserID:     u.ID,
 		PeerID:     req.PeerID,
 		Full:       full,
-		Active:     !stopped,
+		Active:     !leaving,
 		Uploaded:   req.Uploaded,
 		Downloaded: req.Downloaded,
 		Left:       req.Left,

@@ -345,6 +345,19 @@ func TestPrivateLeechForbidden(t *testing.T) {
 	if err == nil || err.Error() != "Access denied, leeching forbidden" {
 		t.Fatalf("leech-disabled user: %v", err)
 	}
+	// Every refused announce of the session is credited, not only the
+	// first: the user's transfer still counts.
+	for _, up := range []uint64{1000, 5000, 9000} {
+		if _, err := e.announce(ann{user: noleech, hash: normalHash, peer: 3, up: up, left: 10}); err == nil {
+			t.Fatal("a refused leecher was let in")
+		}
+	}
+	if u := e.user(3); u.Uploaded != 9000 {
+		t.Fatalf("refused leecher credited %+v, want 9000 uploaded over the session", u)
+	}
+	if row := e.stats.lastPeer(); !row.Active {
+		t.Errorf("a refused leecher's row is inactive: %+v", row)
+	}
 	resp := e.ok(ann{user: alice, hash: normalHash, peer: 1, left: 0})
 	if len(resp.Peers4) != 0 || resp.Incomplete != 0 {
 		t.Fatalf("the refused leecher is in the swarm: %+v", resp)

@@ -629,3 +629,13 @@ func encodedHash(n byte) string {
 	h := hashOf(n)
 	return rawurlencode(h[:])
 }
+
+// str returns the single string a query selects.
+func (d *extDB) str(t testing.TB, q string, args ...any) string {
+	t.Helper()
+	var s string
+	if err := d.admin.QueryRow(q, args...).Scan(&s); err != nil {
+		t.Fatalf("%s: %v", q, err)
+	}
+	return s
+}

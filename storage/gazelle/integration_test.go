@@ -241,8 +241,8 @@ func TestIntegrationRefusals(t *testing.T) {
 }
 
 // A user who may not leech is refused when it has something left, and its
-// peer is handed to nobody; the refused announce's transfer is still
-// credited; seeding is allowed.
+// peer is handed to nobody; the refused announces' transfer is still
+// credited (the peer row stays active, as in Ocelot); seeding is allowed.
 func TestIntegrationLeechForbidden(t *testing.T) {
 	eachDialect(t, "", func(t *testing.T, db *extDB) {
 		r := newRig(t, db, rigOptions{})
@@ -254,7 +254,7 @@ func TestIntegrationLeechForbidden(t *testing.T) {
 		}
 		r.flush()
 		wantTorrent(t, db, normalT, torrentCounters{1, 1, 10, 0, unix(0)})
-		wantPeer(t, db, carol, normalT, "-TR4050-carol-a", peerRow{Active: 0, Remaining: 500, Announced: 1, Mtime: unix(0), IP: "10.0.0.3", UserAgent: "Transmission/4.0.5"})
+		wantPeer(t, db, carol, normalT, "-TR4050-carol-a", peerRow{Active: 1, Remaining: 500, Announced: 1, Mtime: unix(0), IP: "10.0.0.3", UserAgent: "Transmission/4.0.5"})
 
 		// Seeding is allowed, and credited.
 		r.clock.add(time.Minute)
@@ -280,7 +280,14 @@ func TestIntegrationLeechForbidden(t *testing.T) {
 		r.flush()
 		wantUser(t, db, carol, 6000, 100)
 		wantTorrent(t, db, normalT, torrentCounters{1, 1, 10, 4000 + 2000 - 100, unix(3 * time.Minute)})
-		wantPeer(t, db, carol, normalT, "-TR4050-carol-b", peerRow{Active: 0, Uploaded: 7000, Downloaded: 100, Remaining: 300, UpSpeed: 33, DownSpeed: 1, TimeSpent: 120, Announced: 3, Mtime: unix(3 * time.Minute), IP: "10.0.0.3", UserAgent: "Transmission/4.0.5"})
+		wantPeer(t, db, carol, normalT, "-TR4050-carol-b", peerRow{Active: 1, Uploaded: 7000, Downloaded: 100, Remaining: 300, UpSpeed: 33, DownSpeed: 1, TimeSpent: 120, Announced: 3, Mtime: unix(3 * time.Minute), IP: "10.0.0.3", UserAgent: "Transmission/4.0.5"})
+
+		// Later refused announces of the session are credited too:
+		// a user on ratio watch keeps earning upload.
+		r.clock.add(time.Minute)
+		r.refused(ann{user: carol, t: normalT, peer: "-TR4050-carol-b", up: 9000, down: 100, left: 300}, "Access denied, leeching forbidden")
+		r.flush()
+		wantUser(t, db, carol, 8000, 100)
 	})
 }
 
@@ -521,5 +528,26 @@ func TestIntegrationSeedingStateChanges(t *testing.T) {
 		wantTorrent(t, db, normalT, torrentCounters{0, 1, 10, 0, unix(time.Minute)})
 		wantPeer(t, db, gina, normalT, peer, peerRow{Active: 1, Uploaded: 10, Downloaded: 20, Remaining: 300, TimeSpent: 120, Announced: 3, Mtime: unix(2 * time.Minute), IP: "10.0.0.7", UserAgent: "Transmission/4.0.5"})
 		wantUser(t, db, gina, 0, 0)
+	})
+}
+
+// A dual-stack peer whose row was created by its IPv6 announce (the ip
+// column holds IPv4 only, so it was written empty) gets its IPv4 address
+// from its next IPv4 announce.
+func TestIntegrationDualStackIPv6First(t *testing.T) {
+	eachDialect(t, "", func(t *testing.T, db *extDB) {
+		r := newRig(t, db, rigOptions{})
+		const peer = "-qB4630-six"
+		r.ok(ann{user: gina, t: normalT, peer: peer, left: 1000, event: bittorrent.Started, v6: true})
+		r.flush()
+		if ip := db.str(t, "SELECT ip FROM xbt_files_users WHERE uid = 7"); ip != "" {
+			t.Fatalf("ip after the IPv6 announce = %q, want empty", ip)
+		}
+		r.clock.add(10 * time.Second)
+		r.ok(ann{user: gina, t: normalT, peer: peer, left: 1000})
+		r.flush()
+		if ip := db.str(t, "SELECT ip FROM xbt_files_users WHERE uid = 7"); ip != "10.0.0.7" {
+			t.Fatalf("ip after the IPv4 announce = %q, want 10.0.0.7", ip)
+		}
 	})
 }

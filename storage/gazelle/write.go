@@ -280,8 +280,10 @@ func appendTorrentValues(b []byte, r *storage.TorrentStats, first bool) []byte {
 // only refresh the times and counters, Ocelot's "light" statement. Both
 // insert every column when the row does not exist, so a row Gazelle purged
 // comes back with the peer's real state rather than as the phantom seeder
-// (active=1, remaining=0) Ocelot's light insert creates. ip and useragent
-// are never overwritten, as in Ocelot.
+// (active=1, remaining=0) Ocelot's light insert creates. useragent is never
+// overwritten, as in Ocelot; ip only when it is empty, so a dual-stack peer
+// whose first row came from its IPv6 announce (which the 15-character
+// column cannot hold) gets its IPv4 address once that announce arrives.
 //
 // Plain INSERT: the table has no foreign keys, and the values are cut to
 // fit, so a failure here is a value the schema cannot hold and is reported.
@@ -290,10 +292,12 @@ const (
 	heavyTail = " ON DUPLICATE KEY UPDATE" +
 		" active = VALUES(active), uploaded = VALUES(uploaded), downloaded = VALUES(downloaded)," +
 		" upspeed = VALUES(upspeed), downspeed = VALUES(downspeed), remaining = VALUES(remaining)," +
-		" corrupt = VALUES(corrupt), timespent = VALUES(timespent), announced = VALUES(announced), mtime = VALUES(mtime)"
+		" corrupt = VALUES(corrupt), timespent = VALUES(timespent), announced = VALUES(announced), mtime = VALUES(mtime)," +
+		" ip = IF(ip = '', VALUES(ip), ip)"
 	lightTail = " ON DUPLICATE KEY UPDATE" +
 		" upspeed = 0, downspeed = 0," +
-		" timespent = VALUES(timespent), announced = VALUES(announced), mtime = VALUES(mtime)"
+		" timespent = VALUES(timespent), announced = VALUES(announced), mtime = VALUES(mtime)," +
+		" ip = IF(ip = '', VALUES(ip), ip)"
 )
 
 // WritePeers writes the peers' rows. Full rows and the others go to two
