@@ -20,10 +20,14 @@ import (
 	httpfrontend "github.com/chihaya/chihaya/frontend/http"
 	udpfrontend "github.com/chihaya/chihaya/frontend/udp"
 	_ "github.com/chihaya/chihaya/storage/gazelle"
+	_ "github.com/chihaya/chihaya/storage/postgres"
 	"github.com/chihaya/chihaya/tracker"
 )
 
 func main() {
+	if status, ok := runSubcommand(os.Args[1:]); ok {
+		os.Exit(status)
+	}
 	configPath := flag.String("config", "", "path to the JSON configuration file; without it the built-in defaults run")
 	flag.Parse()
 	if err := run(*configPath); err != nil {
