@@ -112,3 +112,17 @@ func Open(name string, config json.RawMessage, opts Options) (Store, error) {
 	}
 	return driver.Open(config, opts)
 }
+
+// Walker is implemented by stores that can list every swarm, for a full
+// scrape and for the swarm totals in metrics. Walk calls fn with the counts
+// of each swarm, in no particular order, until fn returns an error. It
+// must not hold up announces for long: a store may walk in parts.
+type Walker interface {
+	Walk(ctx context.Context, fn func(bittorrent.Scrape) error) error
+}
+
+// Pinger is implemented by stores behind a network connection; Ping
+// reports whether the store answers, for readiness checks.
+type Pinger interface {
+	Ping(ctx context.Context) error
+}

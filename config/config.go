@@ -33,6 +33,7 @@ type Config struct {
 	Tracker         Tracker  `json:"tracker"`
 	HTTP            HTTP     `json:"http"`
 	UDP             UDP      `json:"udp"`
+	Admin           Admin    `json:"admin"`
 	Cache           Driver   `json:"cache"`
 	Storage         Storage  `json:"storage"`
 }
@@ -55,6 +56,12 @@ type Tracker struct {
 	MaxNumWant int `json:"max_numwant"`
 	// MaxScrapeInfoHashes caps the info hashes in one scrape.
 	MaxScrapeInfoHashes int `json:"max_scrape_infohashes"`
+	// InfoHashList is a file of info hashes (40 hex digits a line) that
+	// an open tracker allows or denies; empty: none. SIGHUP re-reads it.
+	InfoHashList string `json:"infohash_list"`
+	// InfoHashListMode is "allow" (only the listed torrents) or "deny"
+	// (all but the listed torrents).
+	InfoHashListMode string `json:"infohash_list_mode"`
 }
 
 // HTTP configures the HTTP frontend.
@@ -109,6 +116,17 @@ type UDP struct {
 	MaxNumWant int `json:"max_numwant"`
 	// MaxScrapeInfoHashes caps the info hashes of one scrape packet.
 	MaxScrapeInfoHashes int `json:"max_scrape_infohashes"`
+}
+
+// Admin configures the operators' HTTP server: metrics, stats, health
+// checks, the full scrape and the profiler.
+type Admin struct {
+	// Enabled turns the server on.
+	Enabled bool `json:"enabled"`
+	// Listen is its address; keep it off the public internet.
+	Listen string `json:"listen"`
+	// Pprof serves Go's profiler under /debug/pprof/.
+	Pprof bool `json:"pprof"`
 }
 
 // Driver picks a data-store driver by name and carries its own block, which
@@ -349,6 +367,9 @@ func (c *Config) Validate() error {
 	if t.MaxScrapeInfoHashes < 1 {
 		bad("tracker.max_scrape_infohashes", "must be at least 1")
 	}
+	if t.InfoHashListMode != "allow" && t.InfoHashListMode != "deny" {
+		bad("tracker.infohash_list_mode", "must be \"allow\" or \"deny\"")
+	}
 
 	h := c.HTTP
 	if h.Enabled {
@@ -385,6 +406,9 @@ func (c *Config) Validate() error {
 		if u.MaxScrapeInfoHashes < 1 {
 			bad("udp.max_scrape_infohashes", "must be at least 1")
 		}
+	}
+	if c.Admin.Enabled && c.Admin.Listen == "" {
+		bad("admin.listen", "must be set while admin.enabled is true")
 	}
 	if !h.Enabled && !u.Enabled {
 		bad("http.enabled", "http and udp are both disabled: enable at least one frontend")

@@ -378,6 +378,9 @@ func startTracker(t *testing.T, configure ...func(cfg map[string]any, port int))
 		// 127.0.0.1 and the [::1] cases.
 		"http": map[string]any{"listen": fmt.Sprintf(":%d", port)},
 		"udp":  map[string]any{"listen": fmt.Sprintf(":%d", port)},
+		// Port 0: trackers of tests running side by side must not
+		// compete for the admin server's default port.
+		"admin": map[string]any{"listen": "127.0.0.1:0"},
 		// Short intervals so that a client that missed its peer on the
 		// first announce gets another chance within seconds.
 		"tracker": map[string]any{

@@ -46,8 +46,10 @@ type Config struct {
 
 // Tracker answers announces and scrapes from a swarm store.
 type Tracker struct {
-	cfg    Config
+	cfg    atomic.Pointer[Config]
 	swarms Swarms
+	// hashes is the open tracker's allow or deny list; nil: none.
+	hashes atomic.Pointer[HashList]
 	// interval and jitter are the configured values until a site
 	// changes them at run time.
 	interval, jitter atomic.Int64
@@ -70,14 +72,42 @@ type scratch struct {
 // New returns an open tracker that keeps its swarms in swarms.
 func New(cfg Config, swarms Swarms) *Tracker {
 	t := &Tracker{
-		cfg:     cfg,
 		swarms:  swarms,
 		scratch: sync.Pool{New: func() any { return new(scratch) }},
 	}
-	t.interval.Store(int64(cfg.AnnounceInterval))
-	t.jitter.Store(int64(cfg.AnnounceJitter))
+	t.Reconfigure(cfg)
 	return t
 }
+
+// Reconfigure applies new settings; the swarms are untouched. The interval
+// and jitter replace any a web application set at run time.
+func (t *Tracker) Reconfigure(cfg Config) {
+	t.cfg.Store(&cfg)
+	t.interval.Store(int64(cfg.AnnounceInterval))
+	t.jitter.Store(int64(cfg.AnnounceJitter))
+}
+
+// HashList is an open tracker's list of info hashes: with Allow, only
+// these torrents are tracked; without, these are refused.
+type HashList struct {
+	Allow  bool
+	Hashes map[bittorrent.InfoHash]struct{}
+}
+
+// permits reports whether the list lets h be tracked.
+func (l *HashList) permits(h bittorrent.InfoHash) bool {
+	_, listed := l.Hashes[h]
+	return listed == l.Allow
+}
+
+// SetHashList replaces the open tracker's allow or deny list; nil removes
+// it. A private tracker serves its registered torrents and ignores it.
+func (t *Tracker) SetHashList(l *HashList) { t.hashes.Store(l) }
+
+var (
+	errNotAllowed = bittorrent.ClientError("Unregistered torrent: this tracker serves only the torrents it lists")
+	errDenied     = bittorrent.ClientError("Blocked torrent: this tracker refuses to track it")
+)
 
 // Announce applies req to its swarm and fills resp, whose peer buffers are
 // appended to. An error the client caused is a bittorrent.ClientError.
@@ -97,6 +127,12 @@ func (t *Tracker) announce(ctx context.Context, req *bittorrent.AnnounceRequest,
 	}
 	if !req.IPv4.IsValid() && !req.IPv6.IsValid() {
 		return bittorrent.ClientError("no address to announce: the request carried no IPv4 or IPv6 address")
+	}
+	if l := t.hashes.Load(); l != nil && t.private == nil && !l.permits(req.InfoHash) {
+		if l.Allow {
+			return errNotAllowed
+		}
+		return errDenied
 	}
 
 	s := t.scratch.Get().(*scratch)
@@ -132,7 +168,7 @@ func (t *Tracker) announce(ctx context.Context, req *bittorrent.AnnounceRequest,
 	}
 
 	resp.Interval = t.nextInterval()
-	resp.MinInterval = t.cfg.MinAnnounceInterval
+	resp.MinInterval = t.cfg.Load().MinAnnounceInterval
 	resp.Complete = r.Complete
 	resp.Incomplete = r.Incomplete
 	resp.Snatches = r.Snatches
@@ -146,14 +182,21 @@ func (t *Tracker) announce(ctx context.Context, req *bittorrent.AnnounceRequest,
 	return nil
 }
 
+// Counts returns the announces answered, refused or failed, and the
+// scrapes asked, since the tracker started.
+func (t *Tracker) Counts() (announces, failures, scrapes uint64) {
+	return t.announces.Load(), t.failures.Load(), t.scrapes.Load()
+}
+
 func (t *Tracker) numWant(req *bittorrent.AnnounceRequest) int {
+	cfg := t.cfg.Load()
 	switch {
 	case req.Event == bittorrent.Stopped:
 		return 0
 	case req.NumWant < 0:
-		return t.cfg.DefaultNumWant
-	case int(req.NumWant) > t.cfg.MaxNumWant:
-		return t.cfg.MaxNumWant
+		return cfg.DefaultNumWant
+	case int(req.NumWant) > cfg.MaxNumWant:
+		return cfg.MaxNumWant
 	}
 	return int(req.NumWant)
 }
@@ -176,11 +219,16 @@ func (t *Tracker) Scrape(ctx context.Context, req *bittorrent.ScrapeRequest, res
 	}
 	slices.SortFunc(req.InfoHashes, func(a, b bittorrent.InfoHash) int { return bytes.Compare(a[:], b[:]) })
 	req.InfoHashes = slices.Compact(req.InfoHashes)
-	if len(req.InfoHashes) > t.cfg.MaxScrapeInfoHashes {
-		return bittorrent.ClientError(fmt.Sprintf("too many info_hash values: %d, at most %d per scrape", len(req.InfoHashes), t.cfg.MaxScrapeInfoHashes))
+	if most := t.cfg.Load().MaxScrapeInfoHashes; len(req.InfoHashes) > most {
+		return bittorrent.ClientError(fmt.Sprintf("too many info_hash values: %d, at most %d per scrape", len(req.InfoHashes), most))
 	}
 	if t.private != nil {
 		return t.private.scrape(ctx, req, resp)
+	}
+	if l := t.hashes.Load(); l != nil {
+		// Torrents the list keeps out are not tracked, so they are
+		// unknown here as anywhere.
+		req.InfoHashes = slices.DeleteFunc(req.InfoHashes, func(h bittorrent.InfoHash) bool { return !l.permits(h) })
 	}
 	files, err := t.swarms.Scrape(ctx, req.InfoHashes, resp.Files[:0])
 	resp.Files = files

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net/netip"
+	"strings"
 	"testing"
 	"time"
 
@@ -136,5 +137,59 @@ func TestScrapeSortsAndDeduplicates(t *testing.T) {
 	req = &bittorrent.ScrapeRequest{InfoHashes: []bittorrent.InfoHash{{1}, {2}, {3}}}
 	if _, ok := tr.Scrape(ctx, req, &resp).(bittorrent.ClientError); !ok {
 		t.Errorf("three distinct hashes over a cap of two must be refused")
+	}
+}
+
+func TestHashLists(t *testing.T) {
+	tr := newTracker(t, testConfig)
+	ctx := context.Background()
+	listed, other := bittorrent.InfoHash{1}, bittorrent.InfoHash{2}
+	announce := func(h bittorrent.InfoHash) error {
+		req := peer(1, 0)
+		req.InfoHash = h
+		return tr.Announce(ctx, req, &bittorrent.AnnounceResponse{})
+	}
+	if err := announce(other); err != nil {
+		t.Fatal(err)
+	}
+	tr.SetHashList(&HashList{Allow: true, Hashes: map[bittorrent.InfoHash]struct{}{listed: {}}})
+	if err := announce(listed); err != nil {
+		t.Fatalf("allow list refused a listed hash: %v", err)
+	}
+	if err := announce(other); err == nil || !strings.HasPrefix(err.Error(), "Unregistered torrent") {
+		t.Fatalf("allow list let an unlisted hash in: %v", err)
+	}
+	var resp bittorrent.ScrapeResponse
+	if err := tr.Scrape(ctx, &bittorrent.ScrapeRequest{InfoHashes: []bittorrent.InfoHash{listed, other}}, &resp); err != nil || len(resp.Files) != 1 || resp.Files[0].InfoHash != listed {
+		t.Fatalf("scrape under an allow list: %+v %v", resp.Files, err)
+	}
+	tr.SetHashList(&HashList{Allow: false, Hashes: map[bittorrent.InfoHash]struct{}{listed: {}}})
+	if err := announce(listed); err == nil || !strings.HasPrefix(err.Error(), "Blocked torrent") {
+		t.Fatalf("deny list let a listed hash in: %v", err)
+	}
+	if err := announce(other); err != nil {
+		t.Fatalf("deny list refused an unlisted hash: %v", err)
+	}
+	tr.SetHashList(nil)
+	if err := announce(listed); err != nil {
+		t.Fatalf("no list: %v", err)
+	}
+}
+
+func TestReconfigureKeepsSwarms(t *testing.T) {
+	tr := newTracker(t, testConfig)
+	ctx := context.Background()
+	if err := tr.Announce(ctx, peer(1, 0), &bittorrent.AnnounceResponse{}); err != nil {
+		t.Fatal(err)
+	}
+	cfg := testConfig
+	cfg.AnnounceInterval, cfg.MinAnnounceInterval, cfg.MaxNumWant, cfg.DefaultNumWant = time.Hour, time.Minute, 1, 1
+	tr.Reconfigure(cfg)
+	var resp bittorrent.AnnounceResponse
+	if err := tr.Announce(ctx, peer(2, 1), &resp); err != nil {
+		t.Fatal(err)
+	}
+	if resp.Interval != time.Hour || resp.MinInterval != time.Minute || len(resp.Peers4) != 1 || resp.Complete != 1 {
+		t.Fatalf("after Reconfigure: %+v", resp)
 	}
 }

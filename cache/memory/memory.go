@@ -231,6 +231,39 @@ func (st *store) Scrape(_ context.Context, hashes []bittorrent.InfoHash, dst []b
 	return dst, nil
 }
 
+// Walk implements cache.Walker. It copies one shard's counts at a time and
+// calls fn without holding a lock, so announces are held up for no longer
+// than a reaper pass over one shard.
+func (st *store) Walk(ctx context.Context, fn func(bittorrent.Scrape) error) error {
+	now := st.seconds(st.now())
+	var batch []bittorrent.Scrape
+	for i := range st.shards {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		sh := &st.shards[i]
+		batch = batch[:0]
+		sh.mu.Lock()
+		for h := range sh.swarms {
+			if s := sh.lookup(h, now, st.life); s != nil {
+				batch = append(batch, bittorrent.Scrape{
+					InfoHash:   h,
+					Complete:   uint32(s.seeders),
+					Incomplete: uint32(len(s.peers) - s.seeders),
+					Snatches:   s.snatches,
+				})
+			}
+		}
+		sh.mu.Unlock()
+		for _, sc := range batch {
+			if err := fn(sc); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
 // Close stops the reaper. The store's memory goes when it is no longer
 // referenced.
 func (st *store) Close() error {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/binary"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"math/rand/v2"
 	"net/netip"
@@ -405,5 +406,58 @@ func TestAnnounceExistingPeerAllocatesNothing(t *testing.T) {
 	}
 	if len(r.Peers4) != 50 {
 		t.Errorf("got %d IPv4 peers, want 50", len(r.Peers4))
+	}
+}
+
+func TestWalkListsEverySwarm(t *testing.T) {
+	now := time.Unix(1_700_000_000, 0)
+	clock := func() time.Time { return now }
+	st, err := cache.Open("memory", json.RawMessage(`{"shards": 4}`), cache.Options{PeerLifetime: time.Hour, Now: clock})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	want := map[bittorrent.InfoHash]bittorrent.Scrape{}
+	for i := range 50 {
+		h := bittorrent.InfoHash{byte(i), 7}
+		for p := range i%3 + 1 {
+			a := cache.Announce{InfoHash: h, IPv4: netip.AddrFrom4([4]byte{10, 0, byte(i), byte(p)}), Port: 1, Seeder: p == 0}
+			a.PeerID[0] = byte(p)
+			if err := st.Announce(context.Background(), &a, &cache.Result{}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		want[h] = bittorrent.Scrape{InfoHash: h, Complete: 1, Incomplete: uint32(i % 3)}
+	}
+	got := map[bittorrent.InfoHash]bittorrent.Scrape{}
+	err = st.(cache.Walker).Walk(context.Background(), func(s bittorrent.Scrape) error {
+		if _, dup := got[s.InfoHash]; dup {
+			t.Errorf("swarm %v walked twice", s.InfoHash)
+		}
+		got[s.InfoHash] = s
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != len(want) {
+		t.Fatalf("walked %d swarms, want %d", len(got), len(want))
+	}
+	for h, w := range want {
+		if got[h] != w {
+			t.Errorf("swarm %v: %+v, want %+v", h, got[h], w)
+		}
+	}
+	stop := errors.New("stop")
+	n := 0
+	if err := st.(cache.Walker).Walk(context.Background(), func(bittorrent.Scrape) error { n++; return stop }); err != stop || n != 1 {
+		t.Fatalf("Walk did not stop at fn's error: %v after %d", err, n)
+	}
+	// Expired swarms are not listed.
+	now = now.Add(3 * time.Hour)
+	n = 0
+	st.(cache.Walker).Walk(context.Background(), func(bittorrent.Scrape) error { n++; return nil })
+	if n != 0 {
+		t.Fatalf("walked %d expired swarms", n)
 	}
 }

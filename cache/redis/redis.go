@@ -499,3 +499,16 @@ func (st *store) Close() error {
 	st.client.Close()
 	return nil
 }
+
+// Ping implements cache.Pinger: Redis answers PING (in a cluster, the node
+// the client picks).
+func (st *store) Ping(ctx context.Context) error {
+	ctx, cancel := st.bound(ctx)
+	defer cancel()
+	for _, res := range st.client.DoMulti(ctx, st.client.B().Ping().Build()) {
+		if err := res.Error(); err != nil {
+			return err
+		}
+	}
+	return nil
+}

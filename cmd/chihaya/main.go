@@ -1,51 +1,128 @@
 // Command chihaya runs the BitTorrent tracker. It only wires the pieces
 // together: configuration, the chosen cache and storage drivers, the
-// tracker logic and the frontends.
+// tracker logic, the frontends and the admin server.
 package main
 
 import (
 	"context"
 	"flag"
 	"fmt"
+	"io"
 	"log/slog"
 	"os"
 	"os/signal"
+	"runtime/debug"
 	"syscall"
 	"time"
 
+	"github.com/chihaya/chihaya/admin"
 	"github.com/chihaya/chihaya/cache"
 	_ "github.com/chihaya/chihaya/cache/memory"
 	_ "github.com/chihaya/chihaya/cache/redis"
 	"github.com/chihaya/chihaya/config"
 	httpfrontend "github.com/chihaya/chihaya/frontend/http"
 	udpfrontend "github.com/chihaya/chihaya/frontend/udp"
+	"github.com/chihaya/chihaya/metrics"
 	_ "github.com/chihaya/chihaya/storage/gazelle"
 	_ "github.com/chihaya/chihaya/storage/postgres"
 	"github.com/chihaya/chihaya/tracker"
 )
 
+// version is set at build time with -ldflags "-X main.version=v1.2.3";
+// otherwise the module version Go recorded, or "devel".
+var version = ""
+
 func main() {
 	if status, ok := runSubcommand(os.Args[1:]); ok {
 		os.Exit(status)
 	}
-	configPath := flag.String("config", "", "path to the JSON configuration file; without it the built-in defaults run")
-	flag.Parse()
-	if err := run(*configPath); err != nil {
-		fmt.Fprintln(os.Stderr, "chihaya:", err)
-		os.Exit(1)
-	}
+	os.Exit(mainStatus(os.Args[1:], os.Stdout, os.Stderr))
 }
 
-func run(configPath string) error {
-	cfg := config.Default()
-	if configPath != "" {
-		var err error
-		if cfg, err = config.Load(configPath); err != nil {
-			return err
-		}
+// mainStatus parses the flags and runs the tracker, returning the exit
+// status.
+func mainStatus(args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("chihaya", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	configPath := fs.String("config", "", "path to the JSON configuration file; without it the built-in defaults run")
+	showVersion := fs.Bool("version", false, "print the version and exit")
+	checkConfig := fs.Bool("check-config", false, "validate the configuration (the -config file, or the defaults) and exit: 0 if it is valid, 1 with the error if not")
+	fs.Usage = func() {
+		fmt.Fprint(stderr, `usage: chihaya [-config FILE] [-check-config] [-version]
+       chihaya migrate -config FILE
+
+chihaya is a BitTorrent tracker. Without -config it runs on the built-in
+defaults: HTTP and UDP on :6969, admin server on 127.0.0.1:6880, memory
+cache, open tracker.
+
+Signals: SIGINT/SIGTERM stop gracefully (pending statistics are written);
+SIGHUP re-reads the configuration file; SIGUSR1 reloads a private
+tracker's data from storage.
+
+Flags:
+`)
+		fs.PrintDefaults()
+		fmt.Fprint(stderr, `
+Subcommands:
+  migrate   create or update the storage driver's schema (postgres)
+`)
 	}
-	level, _ := config.ParseLogLevel(cfg.LogLevel)
-	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	if fs.NArg() > 0 {
+		fmt.Fprintf(stderr, "chihaya: unexpected argument %q\n", fs.Arg(0))
+		fs.Usage()
+		return 2
+	}
+	if *showVersion {
+		fmt.Fprintln(stdout, "chihaya", buildVersion())
+		return 0
+	}
+	cfg, err := loadConfig(*configPath)
+	if err != nil {
+		fmt.Fprintln(stderr, "chihaya:", err)
+		return 1
+	}
+	if *checkConfig {
+		fmt.Fprintln(stdout, "configuration OK")
+		return 0
+	}
+	if err := run(*configPath, cfg); err != nil {
+		fmt.Fprintln(stderr, "chihaya:", err)
+		return 1
+	}
+	return 0
+}
+
+func buildVersion() string {
+	if version != "" {
+		return version
+	}
+	if info, ok := debug.ReadBuildInfo(); ok && info.Main.Version != "" && info.Main.Version != "(devel)" {
+		return info.Main.Version
+	}
+	return "devel"
+}
+
+func loadConfig(path string) (*config.Config, error) {
+	if path == "" {
+		return config.Default(), nil
+	}
+	return config.Load(path)
+}
+
+// shutdowner is a server that stops gracefully.
+type shutdowner interface {
+	Shutdown(context.Context) error
+}
+
+func run(configPath string, cfg *config.Config) error {
+	var level slog.LevelVar
+	l, _ := config.ParseLogLevel(cfg.LogLevel)
+	level.Set(l)
+	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: &level}))
+	m := metrics.New(buildVersion())
 
 	swarms, err := cache.Open(cfg.Cache.Name, cfg.Cache.Config, cache.Options{PeerLifetime: cfg.Tracker.PeerLifetime.D()})
 	if err != nil {
@@ -53,14 +130,11 @@ func run(configPath string) error {
 	}
 	defer closeLogged(log, "cache", swarms.Close)
 
-	t := tracker.New(tracker.Config{
-		AnnounceInterval:    cfg.Tracker.AnnounceInterval.D(),
-		MinAnnounceInterval: cfg.Tracker.MinAnnounceInterval.D(),
-		AnnounceJitter:      cfg.Tracker.AnnounceJitter.D(),
-		DefaultNumWant:      cfg.Tracker.DefaultNumWant,
-		MaxNumWant:          cfg.Tracker.MaxNumWant,
-		MaxScrapeInfoHashes: cfg.Tracker.MaxScrapeInfoHashes,
-	}, swarms)
+	t := tracker.New(trackerConfig(cfg), m.TimeSwarms(swarms))
+	lists := newHashLists(t, log)
+	if err := lists.load(cfg.Tracker); err != nil {
+		return err
+	}
 
 	ctx, stopBackground := context.WithCancel(context.Background())
 	defer stopBackground()
@@ -70,9 +144,10 @@ func run(configPath string) error {
 			return err
 		}
 		defer site.close(cfg.ShutdownTimeout.D())
+		m.RegisterFlusher(site.flusher)
 	}
 
-	var frontends []interface{ Shutdown(context.Context) error }
+	var frontends []shutdowner
 	if cfg.HTTP.Enabled {
 		proxies, _ := config.ParsePrefixes(cfg.HTTP.TrustedProxies)
 		hc := httpfrontend.Config{
@@ -84,6 +159,7 @@ func run(configPath string) error {
 			AllowIPParam:   cfg.HTTP.AllowIPParam,
 			TrustedProxies: proxies,
 			RealIPHeader:   cfg.HTTP.RealIPHeader,
+			Observer:       m.Observer("http"),
 		}
 		if site != nil {
 			hc.Site, hc.WrapListener = site.handler, site.wrapListener
@@ -106,6 +182,7 @@ func run(configPath string) error {
 			AllowIPParam:        cfg.UDP.AllowIPParam,
 			MaxNumWant:          cfg.UDP.MaxNumWant,
 			MaxScrapeInfoHashes: cfg.UDP.MaxScrapeInfoHashes,
+			Observer:            m.Observer("udp"),
 		}, log.With("frontend", "udp"))
 		addr, err := fe.ListenAndServe()
 		if err != nil {
@@ -114,14 +191,48 @@ func run(configPath string) error {
 		log.Info("serving UDP announces", "addr", addr.String())
 		frontends = append(frontends, fe)
 	}
+	if cfg.Admin.Enabled {
+		ac := admin.Config{
+			Addr:     cfg.Admin.Listen,
+			Version:  buildVersion(),
+			Pprof:    cfg.Admin.Pprof,
+			Registry: m.Registry,
+			Tracker:  m,
+		}
+		if w, ok := swarms.(cache.Walker); ok {
+			ac.Walker = w
+			ac.Totals = metrics.NewTotals(w, 10*time.Second)
+			m.RegisterTotals(ac.Totals)
+		}
+		if p, ok := swarms.(cache.Pinger); ok {
+			ac.Checks = append(ac.Checks, admin.Check{Name: "cache " + cfg.Cache.Name, Pinger: p})
+		}
+		if site != nil {
+			ac.Pending = site.flusher.Pending
+			if p, ok := site.store.(admin.Pinger); ok {
+				ac.Checks = append(ac.Checks, admin.Check{Name: "storage " + cfg.Storage.Name, Pinger: p})
+			}
+		}
+		srv := admin.New(ac, log.With("server", "admin"))
+		addr, err := srv.ListenAndServe()
+		if err != nil {
+			return fmt.Errorf("admin.listen: %w", err)
+		}
+		log.Info("serving the admin endpoints", "addr", addr.String())
+		frontends = append(frontends, srv)
+	}
 
 	signals := make(chan os.Signal, 1)
-	signal.Notify(signals, syscall.SIGINT, syscall.SIGTERM, syscall.SIGUSR1)
+	signal.Notify(signals, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP, syscall.SIGUSR1)
 	for sig := range signals {
-		if sig == syscall.SIGUSR1 {
+		switch sig {
+		case syscall.SIGUSR1:
 			if site != nil {
 				go site.reload(ctx)
 			}
+			continue
+		case syscall.SIGHUP:
+			cfg = reloadConfig(configPath, cfg, &level, t, lists, site, log)
 			continue
 		}
 		log.Info("shutting down", "signal", sig.String())
@@ -133,10 +244,21 @@ func run(configPath string) error {
 	defer cancel()
 	for _, fe := range frontends {
 		if err := fe.Shutdown(shutdown); err != nil {
-			log.Warn("frontend did not stop cleanly", "err", err)
+			log.Warn("server did not stop cleanly", "err", err)
 		}
 	}
 	return nil
+}
+
+func trackerConfig(cfg *config.Config) tracker.Config {
+	return tracker.Config{
+		AnnounceInterval:    cfg.Tracker.AnnounceInterval.D(),
+		MinAnnounceInterval: cfg.Tracker.MinAnnounceInterval.D(),
+		AnnounceJitter:      cfg.Tracker.AnnounceJitter.D(),
+		DefaultNumWant:      cfg.Tracker.DefaultNumWant,
+		MaxNumWant:          cfg.Tracker.MaxNumWant,
+		MaxScrapeInfoHashes: cfg.Tracker.MaxScrapeInfoHashes,
+	}
 }
 
 func closeLogged(log *slog.Logger, what string, closeFn func() error) {

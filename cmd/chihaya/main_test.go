@@ -11,6 +11,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -48,19 +49,43 @@ func writeConfig(t *testing.T, body string) string {
 
 // started is a tracker process under test.
 type started struct {
-	cmd  *exec.Cmd
-	logs *bytes.Buffer
-	port int
+	cmd        *exec.Cmd
+	logs       *syncBuffer
+	port       int
+	adminPort  int
+	configPath string
 }
 
-// startTracker runs the binary with HTTP and UDP on one free loopback port
-// and waits until it answers.
-func startTracker(t *testing.T) *started {
+// syncBuffer is a bytes.Buffer the process writes while the test reads.
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
+// startTracker runs the binary with HTTP and UDP on one free loopback port,
+// the admin server on another, and the configuration's other keys from
+// extra (JSON object members, may be empty), and waits until it answers.
+func startTracker(t *testing.T, extra string) *started {
 	t.Helper()
 	bin := buildBinary(t)
-	port := freePort(t)
-	cfg := writeConfig(t, fmt.Sprintf(`{"http": {"listen": "127.0.0.1:%d"}, "udp": {"listen": "127.0.0.1:%d"}}`, port, port))
-	s := &started{cmd: exec.Command(bin, "-config", cfg), logs: &bytes.Buffer{}, port: port}
+	port, adminPort := freePort(t), freePort(t)
+	if extra != "" {
+		extra = ", " + extra
+	}
+	cfg := writeConfig(t, fmt.Sprintf(`{"http": {"listen": "127.0.0.1:%d"}, "udp": {"listen": "127.0.0.1:%d"}, "admin": {"listen": "127.0.0.1:%d"}%s}`, port, port, adminPort, extra))
+	s := &started{cmd: exec.Command(bin, "-config", cfg), logs: &syncBuffer{}, port: port, adminPort: adminPort, configPath: cfg}
 	s.cmd.Stderr = s.logs
 	if err := s.cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -68,7 +93,7 @@ func startTracker(t *testing.T) *started {
 	t.Cleanup(func() { s.cmd.Process.Kill() })
 	deadline := time.Now().Add(10 * time.Second)
 	for {
-		resp, err := http.Get(fmt.Sprintf("http://127.0.0.1:%d/scrape?info_hash=aaaaaaaaaaaaaaaaaaaa", port))
+		resp, err := http.Get(fmt.Sprintf("http://127.0.0.1:%d/healthz", adminPort))
 		if err == nil {
 			resp.Body.Close()
 			return s
@@ -95,7 +120,7 @@ func (s *started) get(t *testing.T, query string) []byte {
 }
 
 func TestServesAndStopsGracefullyOnSIGTERM(t *testing.T) {
-	s := startTracker(t)
+	s := startTracker(t, "")
 	cmd, logs := s.cmd, s.logs
 	body := s.get(t, "/announce?info_hash=aaaaaaaaaaaaaaaaaaaa&peer_id=-XX0001-000000000001&port=6881&left=0")
 	if !bytes.HasPrefix(body, []byte("d8:completei1e")) {
@@ -134,7 +159,7 @@ func TestInvalidConfigStopsStartup(t *testing.T) {
 
 // A swarm is one swarm whichever protocol its peers use.
 func TestHTTPAndUDPShareSwarms(t *testing.T) {
-	s := startTracker(t)
+	s := startTracker(t, "")
 	conn, err := net.Dial("udp", fmt.Sprintf("127.0.0.1:%d", s.port))
 	if err != nil {
 		t.Fatal(err)

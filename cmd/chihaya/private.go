@@ -25,6 +25,8 @@ type private struct {
 	// to that application's requests.
 	handler      http.Handler
 	wrapListener func(net.Listener) net.Listener
+	// reloadEvery changes the periodic reload's interval (0: off).
+	reloadEvery chan time.Duration
 }
 
 // listenerWrapper is implemented by drivers whose web application sends
@@ -94,21 +96,42 @@ func startPrivate(ctx context.Context, cfg *config.Config, t *tracker.Tracker, l
 			}
 		}()
 	}
-	if every := sc.ReloadInterval.D(); every > 0 {
-		go func() {
-			tick := time.NewTicker(every)
-			defer tick.Stop()
-			for {
-				select {
-				case <-ctx.Done():
-					return
-				case <-tick.C:
-					p.reload(ctx)
-				}
-			}
-		}()
-	}
+	p.reloadEvery = make(chan time.Duration, 1)
+	go p.reloadLoop(ctx, sc.ReloadInterval.D())
 	return p, nil
+}
+
+// reloadLoop reloads every interval (never while it is 0) until ctx ends;
+// setReloadInterval changes the interval.
+func (p *private) reloadLoop(ctx context.Context, every time.Duration) {
+	ticker := time.NewTicker(time.Hour)
+	defer ticker.Stop()
+	apply := func(d time.Duration) {
+		ticker.Stop()
+		if d > 0 {
+			ticker.Reset(d)
+		}
+	}
+	apply(every)
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case d := <-p.reloadEvery:
+			apply(d)
+		case <-ticker.C:
+			p.reload(ctx)
+		}
+	}
+}
+
+// setReloadInterval changes the periodic reload's interval.
+func (p *private) setReloadInterval(every time.Duration) {
+	select {
+	case <-p.reloadEvery: // a change not yet taken is replaced
+	default:
+	}
+	p.reloadEvery <- every
 }
 
 // reload reads users, torrents, tokens and the whitelist again and applies

@@ -48,6 +48,14 @@ type Config struct {
 	// WrapListener, when set, wraps the listener, e.g. to accept the
 	// Host-less HTTP/1.1 requests old Gazelle sends.
 	WrapListener func(net.Listener) net.Listener
+	// Observer, when set, is told of every announce and scrape.
+	Observer Observer
+}
+
+// Observer is told of each request: its action, its error and how long it
+// took (metrics.Observer is one).
+type Observer interface {
+	Observe(action string, err error, took time.Duration)
 }
 
 // Frontend serves the tracker over HTTP. It is an http.Handler, so tests and
@@ -166,6 +174,7 @@ func splitPath(path string) (passkey, action string) {
 }
 
 func (f *Frontend) serveAnnounce(w http.ResponseWriter, r *http.Request, passkey string) {
+	start := time.Now()
 	x := f.pool.Get().(*exchange)
 	defer f.pool.Put(x)
 	req, resp := &x.announce, &x.response
@@ -189,13 +198,21 @@ func (f *Frontend) serveAnnounce(w http.ResponseWriter, r *http.Request, passkey
 	}
 	if err != nil {
 		f.failWith(w, r, err)
-		return
+	} else {
+		x.buf = appendAnnounce(x.buf[:0], req, resp)
+		f.write(w, x.buf)
 	}
-	x.buf = appendAnnounce(x.buf[:0], req, resp)
-	f.write(w, x.buf)
+	f.observe("announce", err, start)
+}
+
+func (f *Frontend) observe(action string, err error, start time.Time) {
+	if f.cfg.Observer != nil {
+		f.cfg.Observer.Observe(action, err, time.Since(start))
+	}
 }
 
 func (f *Frontend) serveScrape(w http.ResponseWriter, r *http.Request, passkey string) {
+	start := time.Now()
 	x := f.pool.Get().(*exchange)
 	defer f.pool.Put(x)
 	req, resp := &x.scrape, &x.files
@@ -210,10 +227,11 @@ func (f *Frontend) serveScrape(w http.ResponseWriter, r *http.Request, passkey s
 	}
 	if err != nil {
 		f.failWith(w, r, err)
-		return
+	} else {
+		x.buf = appendScrape(x.buf[:0], resp)
+		f.write(w, x.buf)
 	}
-	x.buf = appendScrape(x.buf[:0], resp)
-	f.write(w, x.buf)
+	f.observe("scrape", err, start)
 }
 
 // clientAddr returns the address the request came from: the connection's

@@ -46,6 +46,14 @@ type Config struct {
 	MaxScrapeInfoHashes int
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
+	// Observer, when set, is told of every connect, announce and scrape.
+	Observer Observer
+}
+
+// Observer is told of each request: its action, its error and how long it
+// took (metrics.Observer is one).
+type Observer interface {
+	Observe(action string, err error, took time.Duration)
 }
 
 // Frontend serves the tracker over UDP.
@@ -170,29 +178,44 @@ func (f *Frontend) handle(ctx context.Context, w *worker, p []byte, from netip.A
 			// Not our protocol: answering could reflect traffic.
 			return nil
 		}
+		f.observe("connect", nil, now)
 		return appendConnect(w.out[:0], h.txID, f.ids.issue(client, now))
+	}
+	action := "unknown"
+	switch h.action {
+	case actionAnnounce:
+		action = "announce"
+	case actionScrape:
+		action = "scrape"
 	}
 	switch f.ids.check(h.connID, client, now) {
 	case connIDExpired:
-		return appendError(w.out[:0], h.txID, "connection ID expired", len(p))
+		f.observe(action, errConnIDExpired, now)
+		return appendError(w.out[:0], h.txID, string(errConnIDExpired), len(p))
 	case connIDInvalid:
-		return appendError(w.out[:0], h.txID, "invalid connection ID", len(p))
+		f.observe(action, errConnIDInvalid, now)
+		return appendError(w.out[:0], h.txID, string(errConnIDInvalid), len(p))
 	}
 
 	var err error
 	switch h.action {
 	case actionAnnounce:
 		var out []byte
-		if out, err = f.serveAnnounce(ctx, w, p, client); err == nil {
+		out, err = f.serveAnnounce(ctx, w, p, client)
+		f.observe(action, err, now)
+		if err == nil {
 			return out
 		}
 	case actionScrape:
 		var out []byte
-		if out, err = f.serveScrape(ctx, w, p, client); err == nil {
+		out, err = f.serveScrape(ctx, w, p, client)
+		f.observe(action, err, now)
+		if err == nil {
 			return out
 		}
 	default:
 		err = bittorrent.ClientError("unknown action")
+		f.observe(action, err, now)
 	}
 	var ce bittorrent.ClientError
 	if !errors.As(err, &ce) {
@@ -200,6 +223,21 @@ func (f *Frontend) handle(ctx context.Context, w *worker, p []byte, from netip.A
 		ce = "internal tracker error, try again later"
 	}
 	return appendError(w.out[:0], h.txID, string(ce), maxPacket)
+}
+
+// The errors of connection IDs; their text is the error packet's message.
+const (
+	errConnIDExpired = bittorrent.ClientError("connection ID expired")
+	errConnIDInvalid = bittorrent.ClientError("invalid connection ID")
+)
+
+// observe reports a request to the observer. The start time is the
+// frontend's clock reading for the packet, so tests with a fake clock
+// report zero durations rather than nonsense.
+func (f *Frontend) observe(action string, err error, start time.Time) {
+	if f.cfg.Observer != nil {
+		f.cfg.Observer.Observe(action, err, f.cfg.Now().Sub(start))
+	}
 }
 
 func (f *Frontend) serveAnnounce(ctx context.Context, w *worker, p []byte, client netip.AddrPort) ([]byte, error) {

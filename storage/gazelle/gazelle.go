@@ -179,3 +179,6 @@ func classify(err error) error {
 	}
 	return err
 }
+
+// Ping reports whether the database answers, for readiness checks.
+func (s *Store) Ping(ctx context.Context) error { return s.db.PingContext(ctx) }
