@@ -194,7 +194,10 @@ func (f *Frontend) serveAnnounce(w http.ResponseWriter, r *http.Request, passkey
 		err = f.parser.parseAnnounce(r.URL.RawQuery, req)
 	}
 	if err == nil {
-		err = f.tracker.Announce(r.Context(), req, resp)
+		// A client that hangs up must not cancel its announce half
+		// way: the swarm and the transfer it reported are recorded
+		// whether or not it reads the answer.
+		err = f.tracker.Announce(context.WithoutCancel(r.Context()), req, resp)
 	}
 	if err != nil {
 		f.failWith(w, r, err)
