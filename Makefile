@@ -20,6 +20,9 @@ fuzz:
 	go test ./frontend/http -run '^$$' -fuzz '^FuzzParseAnnounce$$' -fuzztime $(FUZZTIME)
 	go test ./frontend/udp -run '^$$' -fuzz '^FuzzHandle$$' -fuzztime $(FUZZTIME)
 	go test ./frontend/udp -run '^$$' -fuzz '^FuzzParseAnnounce$$' -fuzztime $(FUZZTIME)
+	go test ./frontend/http -run '^$$' -fuzz '^FuzzSplitPath$$' -fuzztime $(FUZZTIME)
+	go test ./storage/gazelle -run '^$$' -fuzz '^FuzzUpdateQuery$$' -fuzztime $(FUZZTIME)
+	go test ./cache/memory -run '^$$' -fuzz '^FuzzReadSnapshot$$' -fuzztime $(FUZZTIME)
 	go test ./config -run '^$$' -fuzz '^FuzzParse$$' -fuzztime $(FUZZTIME)
 
 # Hot-path micro-benchmarks with allocation counts.

@@ -7,6 +7,7 @@ package cache
 import (
 	"context"
 	"encoding/json"
+	"log/slog"
 	"net/netip"
 	"time"
 
@@ -82,6 +83,9 @@ type Options struct {
 	PeerLifetime time.Duration
 	// Now is the clock; nil means time.Now. Tests inject their own.
 	Now func() time.Time
+	// Log receives what a driver reports on its own, outside any request
+	// (a snapshot loaded or ignored, say); nil discards it.
+	Log *slog.Logger
 }
 
 // Driver opens stores of one kind.

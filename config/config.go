@@ -36,6 +36,10 @@ type Config struct {
 	Admin           Admin    `json:"admin"`
 	Cache           Driver   `json:"cache"`
 	Storage         Storage  `json:"storage"`
+
+	// MemoryLimit is the Go runtime's soft memory limit
+	// (debug.SetMemoryLimit); 0 leaves the runtime's own (GOMEMLIMIT).
+	MemoryLimit ByteSize `json:"memory_limit"`
 }
 
 // Tracker holds the protocol-free announce and scrape rules.
@@ -62,6 +66,14 @@ type Tracker struct {
 	// InfoHashListMode is "allow" (only the listed torrents) or "deny"
 	// (all but the listed torrents).
 	InfoHashListMode string `json:"infohash_list_mode"`
+	// MinPort refuses announces from lower ports (1024 refuses the
+	// privileged ones); 0 turns the check off.
+	MinPort int `json:"min_port"`
+	// BlockedPeerIDPrefixes refuses clients whose peer id starts with
+	// one of these ("-XX0001-").
+	BlockedPeerIDPrefixes []string `json:"blocked_peer_id_prefixes"`
+	// RateLimit holds the per-address rate limits.
+	RateLimit RateLimit `json:"rate_limit"`
 }
 
 // HTTP configures the HTTP frontend.
@@ -80,6 +92,12 @@ type HTTP struct {
 	IdleTimeout Duration `json:"idle_timeout"`
 	// MaxHeaderBytes bounds the request line plus headers.
 	MaxHeaderBytes int `json:"max_header_bytes"`
+	// MaxConnections bounds the open connections; past it a new one is
+	// answered 503 and closed. 0 turns the bound off.
+	MaxConnections int `json:"max_connections"`
+	// MaxInflight bounds the announces and scrapes served at once; past
+	// it a request is answered 503 at once. 0 turns the bound off.
+	MaxInflight int `json:"max_inflight"`
 	// AllowIPParam lets clients name their own addresses with the ip,
 	// ipv4 and ipv6 parameters. Off by default, since it lets anyone add
 	// any address to a swarm.
@@ -100,7 +118,8 @@ type UDP struct {
 	// every address of both families.
 	Listen string `json:"listen"`
 	// Readers is the number of goroutines reading packets; 0 means one
-	// per CPU the process may use.
+	// per CPU the process may use, or 32 per CPU with a cache behind a
+	// network.
 	Readers int `json:"readers"`
 	// ConnectionIDLifetime is how long a connection ID stays valid after
 	// it was issued (BEP 15 says two minutes).
@@ -447,6 +466,7 @@ func (c *Config) Validate() error {
 	if c.Cache.Name == "" {
 		bad("cache.driver", "must name a cache driver, such as \"memory\"")
 	}
+	c.validateLimits(bad)
 	return errors.Join(errs...)
 }
 

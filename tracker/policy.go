@@ -334,10 +334,14 @@ func (p *Private) TokenHolders(torrentID uint32) []uint32 {
 	return out
 }
 
-// AddWhitelist implements storage.Policy.
+// AddWhitelist implements storage.Policy. A prefix already listed is not
+// added again, so repeated calls from the site do not grow the list.
 func (p *Private) AddWhitelist(prefix string) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	if slices.Contains(*p.whitelist.Load(), prefix) {
+		return
+	}
 	wl := append(slices.Clone(*p.whitelist.Load()), prefix)
 	p.whitelist.Store(&wl)
 }

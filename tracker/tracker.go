@@ -42,6 +42,18 @@ type Config struct {
 	MaxNumWant     int
 	// MaxScrapeInfoHashes caps the hashes of one scrape.
 	MaxScrapeInfoHashes int
+	// MinPort refuses announces from lower ports; 0: any port but 0.
+	MinPort uint16
+	// BlockedPeerIDPrefixes refuses the clients whose peer id starts
+	// with one of these.
+	BlockedPeerIDPrefixes []string
+	// BadRequestsPerMinute is each source address's budget of requests
+	// that fail by the client's fault; past it, every request of the
+	// address is refused until the budget refills. 0: no limit.
+	BadRequestsPerMinute int
+	// AnnouncesPerMinute caps each source address's announces; 0: no
+	// limit. See abuse.go.
+	AnnouncesPerMinute int
 }
 
 // Tracker answers announces and scrapes from a swarm store.
@@ -55,6 +67,8 @@ type Tracker struct {
 	interval, jitter atomic.Int64
 	// private is nil on an open tracker.
 	private *Private
+	// limits are the per-address rate limiters (abuse.go).
+	limits limits
 	// scratch holds the store's request and result so that the hot path
 	// does not allocate them: handing their address to an interface
 	// method would move them to the heap on every call.
@@ -83,6 +97,7 @@ func New(cfg Config, swarms Swarms) *Tracker {
 // and jitter replace any a web application set at run time.
 func (t *Tracker) Reconfigure(cfg Config) {
 	t.cfg.Store(&cfg)
+	t.limits.configure(&cfg)
 	t.interval.Store(int64(cfg.AnnounceInterval))
 	t.jitter.Store(int64(cfg.AnnounceJitter))
 }
@@ -112,7 +127,11 @@ var (
 // Announce applies req to its swarm and fills resp, whose peer buffers are
 // appended to. An error the client caused is a bittorrent.ClientError.
 func (t *Tracker) Announce(ctx context.Context, req *bittorrent.AnnounceRequest, resp *bittorrent.AnnounceResponse) error {
-	err := t.announce(ctx, req, resp)
+	err := t.limits.admit(req.Source, true)
+	if err == nil {
+		err = t.announce(ctx, req, resp)
+		t.limits.charge(req.Source, err)
+	}
 	if err != nil {
 		t.failures.Add(1)
 	} else {
@@ -127,6 +146,9 @@ func (t *Tracker) announce(ctx context.Context, req *bittorrent.AnnounceRequest,
 	}
 	if !req.IPv4.IsValid() && !req.IPv6.IsValid() {
 		return bittorrent.ClientError("no address to announce: the request carried no IPv4 or IPv6 address")
+	}
+	if err := checkClient(t.cfg.Load(), req); err != nil {
+		return err
 	}
 	if l := t.hashes.Load(); l != nil && t.private == nil && !l.permits(req.InfoHash) {
 		if l.Allow {
@@ -214,6 +236,15 @@ func (t *Tracker) nextInterval() time.Duration {
 // req.InfoHashes is sorted in place.
 func (t *Tracker) Scrape(ctx context.Context, req *bittorrent.ScrapeRequest, resp *bittorrent.ScrapeResponse) error {
 	t.scrapes.Add(1)
+	if err := t.limits.admit(req.Source, false); err != nil {
+		return err
+	}
+	err := t.scrape(ctx, req, resp)
+	t.limits.charge(req.Source, err)
+	return err
+}
+
+func (t *Tracker) scrape(ctx context.Context, req *bittorrent.ScrapeRequest, resp *bittorrent.ScrapeResponse) error {
 	if len(req.InfoHashes) == 0 {
 		return bittorrent.ClientError("missing info_hash: this tracker does not serve a scrape of every torrent")
 	}

@@ -17,6 +17,9 @@ type config struct {
 	shards int
 	// reapInterval is how often the background reaper walks every shard.
 	reapInterval time.Duration
+	// snapshotFile is where the swarms are written on Close and read
+	// back on Open; empty: nowhere.
+	snapshotFile string
 }
 
 const maxShards = 1 << 16
@@ -39,6 +42,7 @@ func parseConfig(raw json.RawMessage) (config, error) {
 	var block struct {
 		Shards       json.RawMessage `json:"shards"`
 		ReapInterval json.RawMessage `json:"reap_interval"`
+		SnapshotFile json.RawMessage `json:"snapshot_file"`
 	}
 	dec := json.NewDecoder(bytes.NewReader(raw))
 	dec.DisallowUnknownFields()
@@ -69,6 +73,14 @@ func parseConfig(raw json.RawMessage) (config, error) {
 			return c, errors.New("reap_interval: must be positive")
 		}
 		c.reapInterval = d
+	}
+	if isSet(block.SnapshotFile) {
+		if err := json.Unmarshal(block.SnapshotFile, &c.snapshotFile); err != nil {
+			return c, errors.New(`snapshot_file: must be a file path string ("" for none)`)
+		}
+		if strings.ContainsRune(c.snapshotFile, 0) {
+			return c, errors.New("snapshot_file: must not contain a NUL byte")
+		}
 	}
 	return c, nil
 }

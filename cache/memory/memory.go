@@ -13,6 +13,9 @@
 // walks the shards every reap_interval, only reclaims swarms nobody asks
 // about. A swarm with no peers is deleted once a peer lifetime has passed
 // since its last announce; its snatch count goes with it.
+//
+// With snapshot_file set, Close writes every swarm to that file and Open
+// reads them back, so a graceful restart keeps the swarms; see snapshot.go.
 package memory
 
 import (
@@ -20,6 +23,8 @@ import (
 	"encoding/binary"
 	"encoding/json"
 	"errors"
+	"fmt"
+	"log/slog"
 	"math"
 	"math/rand/v2"
 	"net/netip"
@@ -44,7 +49,19 @@ func (driver) Open(raw json.RawMessage, opts cache.Options) (cache.Store, error)
 	if err != nil {
 		return nil, err
 	}
-	return open(c, opts)
+	if c.snapshotFile != "" {
+		if err := checkSnapshotPath(c.snapshotFile); err != nil {
+			return nil, fmt.Errorf("snapshot_file: %w", err)
+		}
+	}
+	st, err := open(c, opts)
+	if err != nil {
+		return nil, err
+	}
+	if st.snapshotFile != "" {
+		st.loadSnapshotFile()
+	}
+	return st, nil
 }
 
 // cacheLine is the size the shards are padded to.
@@ -70,13 +87,20 @@ type store struct {
 	shards []shard
 	mask   uint32
 	now    func() time.Time
-	// epoch is the time the store's second counters start from.
+	// epoch is the time the store's second counters start from: a peer
+	// lifetime before the store opened, so that the last-seen times of
+	// peers loaded from a snapshot, which are up to a lifetime old, fit.
 	epoch time.Time
 	// life is the peer lifetime in whole seconds, rounded up so a peer is
 	// never dropped before its lifetime has passed.
 	life uint32
 
+	// snapshotFile is written by Close and read by Open; empty: none.
+	snapshotFile string
+	log          *slog.Logger
+
 	closeOnce sync.Once
+	closeErr  error
 	stop      chan struct{}
 	done      chan struct{}
 }
@@ -88,14 +112,22 @@ func open(c config, opts cache.Options) (*store, error) {
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
+	if opts.Log == nil {
+		opts.Log = slog.New(slog.DiscardHandler)
+	}
+	life := uint32(min((opts.PeerLifetime+time.Second-1)/time.Second, math.MaxUint32))
 	st := &store{
 		shards: make([]shard, c.shards),
 		mask:   uint32(c.shards - 1),
 		now:    opts.Now,
-		epoch:  opts.Now(),
-		life:   uint32(min((opts.PeerLifetime+time.Second-1)/time.Second, math.MaxUint32)),
-		stop:   make(chan struct{}),
-		done:   make(chan struct{}),
+		// The head start is capped at 2^30 seconds (34 years), a quarter
+		// of the counters' range.
+		epoch:        opts.Now().Add(-time.Duration(min(life, 1<<30)) * time.Second),
+		life:         life,
+		snapshotFile: c.snapshotFile,
+		log:          opts.Log,
+		stop:         make(chan struct{}),
+		done:         make(chan struct{}),
 	}
 	for i := range st.shards {
 		sh := &st.shards[i]
@@ -264,12 +296,18 @@ func (st *store) Walk(ctx context.Context, fn func(bittorrent.Scrape) error) err
 	return nil
 }
 
-// Close stops the reaper. The store's memory goes when it is no longer
-// referenced.
+// Close stops the reaper and, with snapshot_file set, writes the swarms
+// there. The store's memory goes when it is no longer referenced. Calls
+// after the first wait for it, return its error and write nothing.
 func (st *store) Close() error {
-	st.closeOnce.Do(func() { close(st.stop) })
-	<-st.done
-	return nil
+	st.closeOnce.Do(func() {
+		close(st.stop)
+		<-st.done
+		if st.snapshotFile != "" {
+			st.closeErr = st.saveSnapshotFile()
+		}
+	})
+	return st.closeErr
 }
 
 // run reaps every interval until Close.

@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"runtime"
 	"runtime/debug"
 	"syscall"
 	"time"
@@ -122,9 +123,10 @@ func run(configPath string, cfg *config.Config) error {
 	l, _ := config.ParseLogLevel(cfg.LogLevel)
 	level.Set(l)
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: &level}))
+	applyMemoryLimit(cfg.MemoryLimit, log)
 	m := metrics.New(buildVersion())
 
-	swarms, err := cache.Open(cfg.Cache.Name, cfg.Cache.Config, cache.Options{PeerLifetime: cfg.Tracker.PeerLifetime.D()})
+	swarms, err := cache.Open(cfg.Cache.Name, cfg.Cache.Config, cache.Options{PeerLifetime: cfg.Tracker.PeerLifetime.D(), Log: log.With("cache", cfg.Cache.Name)})
 	if err != nil {
 		return fmt.Errorf("cache: %w", err)
 	}
@@ -140,7 +142,7 @@ func run(configPath string, cfg *config.Config) error {
 	defer stopBackground()
 	var site *private
 	if cfg.Storage.Name != "" {
-		if site, err = startPrivate(ctx, cfg, t, log); err != nil {
+		if site, err = startPrivate(ctx, cfg, t, swarms, log); err != nil {
 			return err
 		}
 		defer site.close(cfg.ShutdownTimeout.D())
@@ -156,6 +158,8 @@ func run(configPath string, cfg *config.Config) error {
 			WriteTimeout:   cfg.HTTP.WriteTimeout.D(),
 			IdleTimeout:    cfg.HTTP.IdleTimeout.D(),
 			MaxHeaderBytes: cfg.HTTP.MaxHeaderBytes,
+			MaxConnections: cfg.HTTP.MaxConnections,
+			MaxInflight:    cfg.HTTP.MaxInflight,
 			AllowIPParam:   cfg.HTTP.AllowIPParam,
 			TrustedProxies: proxies,
 			RealIPHeader:   cfg.HTTP.RealIPHeader,
@@ -176,7 +180,7 @@ func run(configPath string, cfg *config.Config) error {
 		key, _ := config.ParseKey(cfg.UDP.ConnectionIDKey)
 		fe := udpfrontend.New(t, udpfrontend.Config{
 			Addr:                cfg.UDP.Listen,
-			Readers:             cfg.UDP.Readers,
+			Readers:             udpReaders(cfg.UDP.Readers, swarms),
 			ConnIDKey:           key,
 			ConnIDLifetime:      cfg.UDP.ConnectionIDLifetime.D(),
 			AllowIPParam:        cfg.UDP.AllowIPParam,
@@ -250,6 +254,20 @@ func run(configPath string, cfg *config.Config) error {
 	return nil
 }
 
+// udpReaders picks the number of UDP reader goroutines: the configured
+// number, or by default one per CPU for an in-process cache and 32 per CPU
+// for one behind a network (a cache.Pinger), since each reader waits out a
+// round trip per packet and only many of them keep the CPUs busy.
+func udpReaders(configured int, swarms cache.Store) int {
+	if configured > 0 {
+		return configured
+	}
+	if _, remote := swarms.(cache.Pinger); remote {
+		return 32 * runtime.GOMAXPROCS(0)
+	}
+	return runtime.GOMAXPROCS(0)
+}
+
 func trackerConfig(cfg *config.Config) tracker.Config {
 	return tracker.Config{
 		AnnounceInterval:    cfg.Tracker.AnnounceInterval.D(),
@@ -258,6 +276,11 @@ func trackerConfig(cfg *config.Config) tracker.Config {
 		DefaultNumWant:      cfg.Tracker.DefaultNumWant,
 		MaxNumWant:          cfg.Tracker.MaxNumWant,
 		MaxScrapeInfoHashes: cfg.Tracker.MaxScrapeInfoHashes,
+
+		MinPort:               uint16(cfg.Tracker.MinPort),
+		BlockedPeerIDPrefixes: cfg.Tracker.BlockedPeerIDPrefixes,
+		BadRequestsPerMinute:  cfg.Tracker.RateLimit.BadRequestsPerMinute,
+		AnnouncesPerMinute:    cfg.Tracker.RateLimit.AnnouncesPerMinute,
 	}
 }
 

@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"time"
 
+	"github.com/chihaya/chihaya/cache"
 	"github.com/chihaya/chihaya/config"
 	"github.com/chihaya/chihaya/storage"
 	"github.com/chihaya/chihaya/tracker"
@@ -41,7 +42,7 @@ type deletionMessenger interface {
 	DeletionMessage(reason int) string
 }
 
-func startPrivate(ctx context.Context, cfg *config.Config, t *tracker.Tracker, log *slog.Logger) (*private, error) {
+func startPrivate(ctx context.Context, cfg *config.Config, t *tracker.Tracker, swarms cache.Store, log *slog.Logger) (*private, error) {
 	sc := cfg.Storage
 	log = log.With("storage", sc.Name)
 	store, err := storage.Open(sc.Name, sc.Config)
@@ -84,7 +85,21 @@ func startPrivate(ctx context.Context, cfg *config.Config, t *tracker.Tracker, l
 	go p.policy.Run(ctx, time.Minute)
 
 	if h, ok := store.(storage.SiteHandler); ok {
-		p.handler = h.SiteHandler(p.policy)
+		// With a cache several instances share, what the site pushes to
+		// one of them reaches the others through it; watchers below
+		// keep the bare policy, as every instance watches for itself.
+		var policy storage.Policy = p.policy
+		if b, ok := swarms.(cache.Broadcaster); ok {
+			shared := tracker.NewSharedPolicy(p.policy, b, tracker.SharedConfig{Resync: func() { p.reload(ctx) }, Log: log})
+			go func() {
+				if err := shared.Run(ctx); err != nil && ctx.Err() == nil {
+					log.Error("passing site changes between instances stopped", "err", err)
+				}
+			}()
+			policy = shared
+			log.Info("site changes are passed on to the other instances sharing the cache", "instance", shared.ID())
+		}
+		p.handler = h.SiteHandler(policy)
 	}
 	if w, ok := store.(listenerWrapper); ok {
 		p.wrapListener = w.WrapListener

@@ -88,6 +88,7 @@ func reloadConfig(path string, old *config.Config, level *slog.LevelVar, t *trac
 	}
 	l, _ := config.ParseLogLevel(cfg.LogLevel)
 	level.Set(l)
+	applyMemoryLimit(cfg.MemoryLimit, log)
 	t.Reconfigure(trackerConfig(cfg))
 	if site != nil {
 		site.setReloadInterval(cfg.Storage.ReloadInterval.D())

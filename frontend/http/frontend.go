@@ -13,6 +13,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/chihaya/chihaya/bittorrent"
@@ -32,6 +33,12 @@ type Config struct {
 	WriteTimeout   time.Duration
 	IdleTimeout    time.Duration
 	MaxHeaderBytes int
+	// MaxConnections bounds the connections open at once; past it a new
+	// connection is answered 503 and closed. 0: no bound.
+	MaxConnections int
+	// MaxInflight bounds the announces and scrapes being served at once;
+	// past it a request is answered 503 at once. 0: no bound.
+	MaxInflight int
 	// AllowIPParam makes the ip, ipv4 and ipv6 parameters count.
 	AllowIPParam bool
 	// TrustedProxies are the peers whose RealIPHeader is believed.
@@ -67,6 +74,13 @@ type Frontend struct {
 	log     *slog.Logger
 	pool    sync.Pool
 	server  *http.Server
+	// inflight counts the announces and scrapes being served, when
+	// MaxInflight bounds them.
+	inflight atomic.Int64
+	// badRequests is the tracker, when it counts bad requests.
+	badRequests badRequestCounter
+	// conns bounds the open connections, when MaxConnections is set.
+	conns *limitListener
 }
 
 // exchange is the per-request state, pooled so the announce path reuses
@@ -90,6 +104,7 @@ func New(t Tracker, cfg Config, log *slog.Logger) *Frontend {
 			return &exchange{buf: make([]byte, 0, 1024)}
 		}},
 	}
+	f.badRequests, _ = t.(badRequestCounter)
 	return f
 }
 
@@ -100,6 +115,12 @@ func (f *Frontend) ListenAndServe() (net.Addr, error) {
 	ln, err := net.Listen("tcp", f.cfg.Addr)
 	if err != nil {
 		return nil, err
+	}
+	if f.cfg.MaxConnections > 0 {
+		f.conns = newLimitListener(ln, f.cfg.MaxConnections, func() {
+			f.observe("connect", errTooManyConnections, time.Now())
+		})
+		ln = f.conns
 	}
 	if f.cfg.WrapListener != nil {
 		ln = f.cfg.WrapListener(ln)
@@ -147,6 +168,11 @@ func (f *Frontend) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		f.fail(w, http.StatusMethodNotAllowed, "method not allowed: use GET")
 		return
 	}
+	if !f.enter() {
+		f.shed(w, action)
+		return
+	}
+	defer f.leave()
 	if action == "announce" {
 		f.serveAnnounce(w, r, passkey)
 	} else {
@@ -191,7 +217,9 @@ func (f *Frontend) serveAnnounce(w http.ResponseWriter, r *http.Request, passkey
 		}
 		req.Passkey = passkey
 		req.UserAgent = r.Header.Get("User-Agent")
-		err = f.parser.parseAnnounce(r.URL.RawQuery, req)
+		if err = f.parser.parseAnnounce(r.URL.RawQuery, req); err != nil {
+			err = f.malformed(source, err)
+		}
 	}
 	if err == nil {
 		// A client that hangs up must not cancel its announce half
@@ -223,7 +251,9 @@ func (f *Frontend) serveScrape(w http.ResponseWriter, r *http.Request, passkey s
 	source, err := f.clientAddr(r)
 	if err == nil {
 		*req = bittorrent.ScrapeRequest{Passkey: passkey, Source: source, InfoHashes: req.InfoHashes[:0]}
-		req.InfoHashes, err = parseScrape(r.URL.RawQuery, req.InfoHashes)
+		if req.InfoHashes, err = parseScrape(r.URL.RawQuery, req.InfoHashes); err != nil {
+			err = f.malformed(source, err)
+		}
 	}
 	if err == nil {
 		err = f.tracker.Scrape(r.Context(), req, resp)

@@ -62,6 +62,8 @@ type Frontend struct {
 	cfg     Config
 	ids     *connIDs
 	log     *slog.Logger
+	// badRequests is the tracker, when it counts bad requests.
+	badRequests badRequestCounter
 
 	conn *net.UDPConn
 	wg   sync.WaitGroup
@@ -72,7 +74,27 @@ func New(t Tracker, cfg Config, log *slog.Logger) *Frontend {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
-	return &Frontend{tracker: t, cfg: cfg, ids: newConnIDs(cfg.ConnIDKey, cfg.ConnIDLifetime), log: log}
+	f := &Frontend{tracker: t, cfg: cfg, ids: newConnIDs(cfg.ConnIDKey, cfg.ConnIDLifetime), log: log}
+	f.badRequests, _ = t.(badRequestCounter)
+	return f
+}
+
+// badRequestCounter is implemented by a tracker that limits the bad
+// requests of each address (tracker.Tracker): the frontend tells it of the
+// packets it could not parse, and answers with the error it returns.
+type badRequestCounter interface {
+	Malformed(source netip.Addr, err error) error
+}
+
+// malformed counts a packet the frontend could not parse against its
+// source's bad-request budget, when the tracker keeps one. It is called
+// only after the connection ID was checked, so the source is one that
+// answered the tracker and a forged one cannot spend another's budget.
+func (f *Frontend) malformed(source netip.Addr, err error) error {
+	if f.badRequests == nil {
+		return err
+	}
+	return f.badRequests.Malformed(source, err)
 }
 
 // ListenAndServe opens the socket and starts the readers. It returns once
@@ -214,7 +236,7 @@ func (f *Frontend) handle(ctx context.Context, w *worker, p []byte, from netip.A
 			return out
 		}
 	default:
-		err = bittorrent.ClientError("unknown action")
+		err = f.malformed(client.Addr(), bittorrent.ClientError("unknown action"))
 		f.observe(action, err, now)
 	}
 	var ce bittorrent.ClientError
@@ -246,7 +268,7 @@ func (f *Frontend) serveAnnounce(ctx context.Context, w *worker, p []byte, clien
 	resp.Reset()
 	named, err := parseAnnounce(p, req)
 	if err != nil {
-		return nil, err
+		return nil, f.malformed(client.Addr(), err)
 	}
 	source := client.Addr()
 	req.Source = source
@@ -282,11 +304,11 @@ func (f *Frontend) serveAnnounce(ctx context.Context, w *worker, p []byte, clien
 func (f *Frontend) serveScrape(ctx context.Context, w *worker, p []byte, client netip.AddrPort) ([]byte, error) {
 	body := p[headerLen:]
 	if len(body) == 0 || len(body)%20 != 0 {
-		return nil, bittorrent.ClientError("malformed scrape: info hashes must be 20 bytes each")
+		return nil, f.malformed(client.Addr(), bittorrent.ClientError("malformed scrape: info hashes must be 20 bytes each"))
 	}
 	n := len(body) / 20
 	if n > f.cfg.MaxScrapeInfoHashes {
-		return nil, bittorrent.ClientError("too many info hashes in one scrape")
+		return nil, f.malformed(client.Addr(), bittorrent.ClientError("too many info hashes in one scrape"))
 	}
 	// The tracker sorts the hashes it is given, but the answer must
 	// follow the order asked, so it gets a copy.
