@@ -1,13 +1,13 @@
 package memory
 
 import (
-	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"strings"
 	"time"
+
+	"github.com/chihaya/chihaya/internal/driverconfig"
 )
 
 // config is the driver's own configuration block.
@@ -31,50 +31,27 @@ func defaultConfig() config {
 // parseConfig reads the JSON block strictly over the defaults. An empty
 // block or null means the defaults. Errors name the key.
 func parseConfig(raw json.RawMessage) (config, error) {
-	c := defaultConfig()
-	raw = bytes.TrimSpace(raw)
-	if len(raw) == 0 || string(raw) == "null" {
-		return c, nil
-	}
-	// Each key is decoded on its own in a second step so that a value of
-	// the wrong type gets the same message, naming the key, as an
-	// out-of-range one.
 	var block struct {
 		Shards       json.RawMessage `json:"shards"`
 		ReapInterval json.RawMessage `json:"reap_interval"`
 		SnapshotFile json.RawMessage `json:"snapshot_file"`
 	}
-	dec := json.NewDecoder(bytes.NewReader(raw))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&block); err != nil {
-		return c, describe(err)
-	}
-	if _, err := dec.Token(); err != io.EOF {
-		return c, errors.New("unexpected data after the configuration object")
+	c := defaultConfig()
+	if err := driverconfig.Decode(raw, &block); err != nil {
+		return c, err
 	}
 
-	if isSet(block.Shards) {
+	if driverconfig.Set(block.Shards) {
 		n := 0
 		if err := json.Unmarshal(block.Shards, &n); err != nil || n < 1 || n > maxShards || n&(n-1) != 0 {
 			return c, fmt.Errorf("shards: must be a power of two between 1 and %d", maxShards)
 		}
 		c.shards = n
 	}
-	if isSet(block.ReapInterval) {
-		var s string
-		if err := json.Unmarshal(block.ReapInterval, &s); err != nil {
-			return c, errors.New(`reap_interval: must be a duration string such as "1m"`)
-		}
-		d, err := time.ParseDuration(s)
-		if err != nil {
-			return c, fmt.Errorf("reap_interval: %w", err)
-		}
-		if d <= 0 {
-			return c, errors.New("reap_interval: must be positive")
-		}
-		c.reapInterval = d
+	if err := driverconfig.Duration(block.ReapInterval, "reap_interval", "1m", &c.reapInterval); err != nil {
+		return c, err
 	}
-	if isSet(block.SnapshotFile) {
+	if driverconfig.Set(block.SnapshotFile) {
 		if err := json.Unmarshal(block.SnapshotFile, &c.snapshotFile); err != nil {
 			return c, errors.New(`snapshot_file: must be a file path string ("" for none)`)
 		}
@@ -83,27 +60,4 @@ func parseConfig(raw json.RawMessage) (config, error) {
 		}
 	}
 	return c, nil
-}
-
-// isSet reports whether a key was given a value other than null, which
-// keeps the default.
-func isSet(v json.RawMessage) bool {
-	return len(v) > 0 && string(v) != "null"
-}
-
-// describe turns encoding/json's errors into messages an operator can act
-// on.
-func describe(err error) error {
-	var typeErr *json.UnmarshalTypeError
-	var syntaxErr *json.SyntaxError
-	switch {
-	case errors.As(err, &typeErr):
-		return fmt.Errorf("the configuration must be a JSON object, not %s", typeErr.Value)
-	case errors.As(err, &syntaxErr):
-		return fmt.Errorf("invalid JSON at byte %d: %v", syntaxErr.Offset, err)
-	case strings.HasPrefix(err.Error(), "json: unknown field "):
-		// encoding/json has no typed error for this case.
-		return fmt.Errorf("unknown key %s", strings.TrimPrefix(err.Error(), "json: unknown field "))
-	}
-	return err
 }

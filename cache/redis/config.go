@@ -1,14 +1,13 @@
 package redis
 
 import (
-	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"net"
-	"strings"
 	"time"
+
+	"github.com/chihaya/chihaya/internal/driverconfig"
 )
 
 // config is the driver's own configuration block.
@@ -58,14 +57,6 @@ func defaultConfig() config {
 // parseConfig reads the JSON block strictly over the defaults. An empty
 // block or null means the defaults. Errors name the key.
 func parseConfig(raw json.RawMessage) (config, error) {
-	c := defaultConfig()
-	raw = bytes.TrimSpace(raw)
-	if len(raw) == 0 || string(raw) == "null" {
-		return c, nil
-	}
-	// Each key is decoded on its own in a second step so that a value of
-	// the wrong type gets the same message, naming the key, as an
-	// out-of-range one.
 	var block struct {
 		Addrs        json.RawMessage `json:"addrs"`
 		Cluster      json.RawMessage `json:"cluster"`
@@ -80,11 +71,12 @@ func parseConfig(raw json.RawMessage) (config, error) {
 		WriteTimeout json.RawMessage `json:"write_timeout"`
 		ReapInterval json.RawMessage `json:"reap_interval"`
 	}
-	if err := decodeStrict(raw, &block, ""); err != nil {
+	c := defaultConfig()
+	if err := driverconfig.Decode(raw, &block); err != nil {
 		return c, err
 	}
 
-	if isSet(block.Addrs) {
+	if driverconfig.Set(block.Addrs) {
 		var addrs []string
 		if err := json.Unmarshal(block.Addrs, &addrs); err != nil || len(addrs) == 0 {
 			return c, errors.New(`addrs: must be a non-empty list of "host:port" strings`)
@@ -96,62 +88,48 @@ func parseConfig(raw json.RawMessage) (config, error) {
 		}
 		c.addrs = addrs
 	}
-	if isSet(block.Cluster) {
-		if err := json.Unmarshal(block.Cluster, &c.cluster); err != nil {
-			return c, errors.New("cluster: must be true or false")
-		}
+	if err := driverconfig.Bool(block.Cluster, "cluster", &c.cluster); err != nil {
+		return c, err
 	}
-	for _, s := range []struct {
-		key string
-		raw json.RawMessage
-		dst *string
-	}{
-		{"username", block.Username, &c.username},
-		{"password", block.Password, &c.password},
-		{"key_prefix", block.KeyPrefix, &c.keyPrefix},
-	} {
-		if isSet(s.raw) {
-			if err := json.Unmarshal(s.raw, s.dst); err != nil {
-				return c, fmt.Errorf("%s: must be a string", s.key)
-			}
-		}
+	if err := driverconfig.String(block.Username, "username", &c.username); err != nil {
+		return c, err
 	}
-	if isSet(block.DB) {
+	if err := driverconfig.String(block.Password, "password", &c.password); err != nil {
+		return c, err
+	}
+	if err := driverconfig.String(block.KeyPrefix, "key_prefix", &c.keyPrefix); err != nil {
+		return c, err
+	}
+	if driverconfig.Set(block.DB) {
 		if err := json.Unmarshal(block.DB, &c.db); err != nil || c.db < 0 {
 			return c, errors.New("db: must be a non-negative integer")
 		}
 	}
-	if isSet(block.TLS) {
+	if driverconfig.Set(block.TLS) {
 		t, err := parseTLS(block.TLS)
 		if err != nil {
 			return c, err
 		}
 		c.tls = t
 	}
-	if isSet(block.PoolSize) {
+	if driverconfig.Set(block.PoolSize) {
 		n := 0
 		if err := json.Unmarshal(block.PoolSize, &n); err != nil || n < 1 || n > maxPoolSize || n&(n-1) != 0 {
 			return c, fmt.Errorf("pool_size: must be a power of two between 1 and %d", maxPoolSize)
 		}
 		c.poolSize = n
 	}
-	for _, d := range []struct {
-		key string
-		raw json.RawMessage
-		dst *time.Duration
-	}{
-		{"dial_timeout", block.DialTimeout, &c.dialTimeout},
-		{"read_timeout", block.ReadTimeout, &c.readTimeout},
-		{"write_timeout", block.WriteTimeout, &c.writeTimeout},
-		{"reap_interval", block.ReapInterval, &c.reapInterval},
-	} {
-		if isSet(d.raw) {
-			v, err := parseDuration(d.key, d.raw)
-			if err != nil {
-				return c, err
-			}
-			*d.dst = v
-		}
+	if err := driverconfig.Duration(block.DialTimeout, "dial_timeout", "1s", &c.dialTimeout); err != nil {
+		return c, err
+	}
+	if err := driverconfig.Duration(block.ReadTimeout, "read_timeout", "1s", &c.readTimeout); err != nil {
+		return c, err
+	}
+	if err := driverconfig.Duration(block.WriteTimeout, "write_timeout", "1s", &c.writeTimeout); err != nil {
+		return c, err
+	}
+	if err := driverconfig.Duration(block.ReapInterval, "reap_interval", "1s", &c.reapInterval); err != nil {
+		return c, err
 	}
 
 	if c.cluster && c.db != 0 {
@@ -171,96 +149,20 @@ func parseTLS(raw json.RawMessage) (tlsConfig, error) {
 		ServerName         json.RawMessage `json:"server_name"`
 		InsecureSkipVerify json.RawMessage `json:"insecure_skip_verify"`
 	}
-	if err := decodeStrict(raw, &block, "tls."); err != nil {
+	if err := driverconfig.DecodeObject(raw, "tls", &block); err != nil {
 		return t, err
 	}
-	for _, b := range []struct {
-		key string
-		raw json.RawMessage
-		dst *bool
-	}{
-		{"tls.enabled", block.Enabled, &t.enabled},
-		{"tls.insecure_skip_verify", block.InsecureSkipVerify, &t.insecureSkipVerify},
-	} {
-		if isSet(b.raw) {
-			if err := json.Unmarshal(b.raw, b.dst); err != nil {
-				return t, fmt.Errorf("%s: must be true or false", b.key)
-			}
-		}
+	if err := driverconfig.Bool(block.Enabled, "tls.enabled", &t.enabled); err != nil {
+		return t, err
 	}
-	for _, s := range []struct {
-		key string
-		raw json.RawMessage
-		dst *string
-	}{
-		{"tls.ca_file", block.CAFile, &t.caFile},
-		{"tls.server_name", block.ServerName, &t.serverName},
-	} {
-		if isSet(s.raw) {
-			if err := json.Unmarshal(s.raw, s.dst); err != nil {
-				return t, fmt.Errorf("%s: must be a string", s.key)
-			}
-		}
+	if err := driverconfig.Bool(block.InsecureSkipVerify, "tls.insecure_skip_verify", &t.insecureSkipVerify); err != nil {
+		return t, err
+	}
+	if err := driverconfig.String(block.CAFile, "tls.ca_file", &t.caFile); err != nil {
+		return t, err
+	}
+	if err := driverconfig.String(block.ServerName, "tls.server_name", &t.serverName); err != nil {
+		return t, err
 	}
 	return t, nil
-}
-
-func parseDuration(key string, raw json.RawMessage) (time.Duration, error) {
-	var s string
-	if err := json.Unmarshal(raw, &s); err != nil {
-		return 0, fmt.Errorf(`%s: must be a duration string such as "1s"`, key)
-	}
-	d, err := time.ParseDuration(s)
-	if err != nil {
-		return 0, fmt.Errorf("%s: %w", key, err)
-	}
-	if d <= 0 {
-		return 0, fmt.Errorf("%s: must be positive", key)
-	}
-	return d, nil
-}
-
-// decodeStrict decodes one JSON object into dst, refusing unknown keys and
-// trailing data. path is the prefix of the object's keys in messages.
-func decodeStrict(raw json.RawMessage, dst any, path string) error {
-	dec := json.NewDecoder(bytes.NewReader(raw))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(dst); err != nil {
-		return describe(err, path)
-	}
-	if _, err := dec.Token(); err != io.EOF {
-		if path != "" {
-			return fmt.Errorf("%s: unexpected data after the object", strings.TrimSuffix(path, "."))
-		}
-		return errors.New("unexpected data after the configuration object")
-	}
-	return nil
-}
-
-// isSet reports whether a key was given a value other than null, which
-// keeps the default.
-func isSet(v json.RawMessage) bool {
-	return len(v) > 0 && string(v) != "null"
-}
-
-// describe turns encoding/json's errors into messages an operator can act
-// on; path is the prefix of the object's keys.
-func describe(err error, path string) error {
-	var typeErr *json.UnmarshalTypeError
-	var syntaxErr *json.SyntaxError
-	what := "the configuration"
-	if path != "" {
-		what = strings.TrimSuffix(path, ".")
-	}
-	switch {
-	case errors.As(err, &typeErr):
-		return fmt.Errorf("%s must be a JSON object, not %s", what, typeErr.Value)
-	case errors.As(err, &syntaxErr):
-		return fmt.Errorf("invalid JSON at byte %d: %v", syntaxErr.Offset, err)
-	case strings.HasPrefix(err.Error(), "json: unknown field "):
-		// encoding/json has no typed error for this case.
-		name := strings.Trim(strings.TrimPrefix(err.Error(), "json: unknown field "), `"`)
-		return fmt.Errorf("unknown key %q", path+name)
-	}
-	return err
 }

@@ -1,16 +1,16 @@
 package gazelle
 
 import (
-	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"net/url"
 	"strings"
 	"time"
 
 	"github.com/go-sql-driver/mysql"
+
+	"github.com/chihaya/chihaya/internal/driverconfig"
 )
 
 // Dialects of the Gazelle schema. They differ only in where the transfer
@@ -73,13 +73,6 @@ func defaultConfig() config {
 // parseConfig reads the JSON block strictly over the defaults. Errors name
 // the key.
 func parseConfig(raw json.RawMessage) (config, error) {
-	c := defaultConfig()
-	raw = bytes.TrimSpace(raw)
-	if len(raw) == 0 || string(raw) == "null" {
-		return c, errors.New("dsn: required (for example \"root@tcp(127.0.0.1:3306)/gazelle\")")
-	}
-	// Each key is decoded on its own in a second step so that a value of
-	// the wrong type gets a message naming the key.
 	var block struct {
 		DSN            json.RawMessage `json:"dsn"`
 		Dialect        json.RawMessage `json:"dialect"`
@@ -92,21 +85,14 @@ func parseConfig(raw json.RawMessage) (config, error) {
 		LoadTimeout    json.RawMessage `json:"load_timeout"`
 		ReportFormat   json.RawMessage `json:"report_format"`
 	}
-	dec := json.NewDecoder(bytes.NewReader(raw))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&block); err != nil {
-		return c, describe(err)
-	}
-	if _, err := dec.Token(); err != io.EOF {
-		return c, errors.New("unexpected data after the configuration object")
-	}
-
-	var dsn string
-	if err := decodeString(block.DSN, "dsn", &dsn); err != nil {
+	c := defaultConfig()
+	if err := driverconfig.Decode(raw, &block); err != nil {
 		return c, err
 	}
-	if dsn == "" {
-		return c, errors.New("dsn: required (for example \"root@tcp(127.0.0.1:3306)/gazelle\")")
+
+	dsn, err := driverconfig.Required(block.DSN, "dsn", "root@tcp(127.0.0.1:3306)/gazelle")
+	if err != nil {
+		return c, err
 	}
 	mc, err := mysql.ParseDSN(dsn)
 	if err != nil {
@@ -118,16 +104,14 @@ func parseConfig(raw json.RawMessage) (config, error) {
 	c.mysql = mc
 	c.dsnAddr = describeDSN(mc)
 
-	if err := decodeString(block.Dialect, "dialect", &c.dialect); err != nil {
+	if err := driverconfig.String(block.Dialect, "dialect", &c.dialect); err != nil {
 		return c, err
 	}
 	if c.dialect != DialectOPS && c.dialect != DialectWhat {
 		return c, fmt.Errorf("dialect: must be %q (Orpheus, Ocelot 2) or %q (What.CD, Ocelot 1), not %q", DialectOPS, DialectWhat, c.dialect)
 	}
-	if isSet(block.Readonly) {
-		if err := json.Unmarshal(block.Readonly, &c.readonly); err != nil {
-			return c, errors.New("readonly: must be true or false")
-		}
+	if err := driverconfig.Bool(block.Readonly, "readonly", &c.readonly); err != nil {
+		return c, err
 	}
 	for _, s := range []struct {
 		raw  json.RawMessage
@@ -137,14 +121,14 @@ func parseConfig(raw json.RawMessage) (config, error) {
 		{block.SitePassword, "site_password", &c.sitePassword},
 		{block.ReportPassword, "report_password", &c.reportPassword},
 	} {
-		if err := decodeString(s.raw, s.key, s.into); err != nil {
+		if err := driverconfig.String(s.raw, s.key, s.into); err != nil {
 			return c, err
 		}
 		if err := checkSecret(*s.into); err != nil {
 			return c, fmt.Errorf("%s: %w", s.key, err)
 		}
 	}
-	if err := decodeString(block.SiteURL, "site_url", &c.siteURL); err != nil {
+	if err := driverconfig.String(block.SiteURL, "site_url", &c.siteURL); err != nil {
 		return c, err
 	}
 	if c.siteURL != "" {
@@ -161,28 +145,22 @@ func parseConfig(raw json.RawMessage) (config, error) {
 			return c, errors.New("site_url: needs site_password, which the site checks on the token-expiry callback")
 		}
 	}
-	if isSet(block.MaxOpenConns) {
+	if driverconfig.Set(block.MaxOpenConns) {
 		if err := json.Unmarshal(block.MaxOpenConns, &c.maxOpenConns); err != nil || c.maxOpenConns < 1 || c.maxOpenConns > 1000 {
 			return c, errors.New("max_open_conns: must be an integer between 1 and 1000")
 		}
 	}
-	for _, d := range []struct {
-		raw  json.RawMessage
-		key  string
-		into *time.Duration
-	}{
-		{block.Timeout, "timeout", &c.timeout},
-		{block.LoadTimeout, "load_timeout", &c.loadTimeout},
-	} {
-		if err := decodeDuration(d.raw, d.key, d.into); err != nil {
-			return c, err
-		}
+	if err := driverconfig.Duration(block.Timeout, "timeout", "10s", &c.timeout); err != nil {
+		return c, err
+	}
+	if err := driverconfig.Duration(block.LoadTimeout, "load_timeout", "10s", &c.loadTimeout); err != nil {
+		return c, err
 	}
 	c.reportFormat = formatJSON
 	if c.dialect == DialectWhat {
 		c.reportFormat = formatText
 	}
-	if err := decodeString(block.ReportFormat, "report_format", &c.reportFormat); err != nil {
+	if err := driverconfig.String(block.ReportFormat, "report_format", &c.reportFormat); err != nil {
 		return c, err
 	}
 	if c.reportFormat != formatJSON && c.reportFormat != formatText {
@@ -216,56 +194,4 @@ func describeDSN(c *mysql.Config) string {
 		user += "@"
 	}
 	return fmt.Sprintf("%s%s(%s)/%s", user, c.Net, c.Addr, c.DBName)
-}
-
-// isSet reports whether a key was given a value other than null, which
-// keeps the default.
-func isSet(v json.RawMessage) bool {
-	return len(v) > 0 && string(v) != "null"
-}
-
-func decodeString(raw json.RawMessage, key string, into *string) error {
-	if !isSet(raw) {
-		return nil
-	}
-	if err := json.Unmarshal(raw, into); err != nil {
-		return fmt.Errorf("%s: must be a string", key)
-	}
-	return nil
-}
-
-func decodeDuration(raw json.RawMessage, key string, into *time.Duration) error {
-	if !isSet(raw) {
-		return nil
-	}
-	var s string
-	if err := json.Unmarshal(raw, &s); err != nil {
-		return fmt.Errorf(`%s: must be a duration string such as "10s"`, key)
-	}
-	d, err := time.ParseDuration(s)
-	if err != nil {
-		return fmt.Errorf("%s: %w", key, err)
-	}
-	if d <= 0 {
-		return fmt.Errorf("%s: must be positive", key)
-	}
-	*into = d
-	return nil
-}
-
-// describe turns encoding/json's errors into messages an operator can act
-// on.
-func describe(err error) error {
-	var typeErr *json.UnmarshalTypeError
-	var syntaxErr *json.SyntaxError
-	switch {
-	case errors.As(err, &typeErr):
-		return fmt.Errorf("the configuration must be a JSON object, not %s", typeErr.Value)
-	case errors.As(err, &syntaxErr):
-		return fmt.Errorf("invalid JSON at byte %d: %v", syntaxErr.Offset, err)
-	case strings.HasPrefix(err.Error(), "json: unknown field "):
-		// encoding/json has no typed error for this case.
-		return fmt.Errorf("unknown key %s", strings.TrimPrefix(err.Error(), "json: unknown field "))
-	}
-	return err
 }
