@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"math"
 	"net/netip"
+	"slices"
 	"strings"
 	"time"
 	"unicode/utf8"
@@ -37,8 +38,11 @@ type bulk struct {
 	// makes it if this session does not have it yet. ON COMMIT DELETE
 	// ROWS empties it at each commit, so it is created once per
 	// connection and never dropped: no catalog churn at every flush.
-	table   string
-	create  string
+	table  string
+	create string
+	// columns are the temporary table's, in the order a batch's fill
+	// writes them; each bears the name of the per-row parameter it
+	// stands for (perRow finds values by it), peers' is_full aside.
 	columns []string
 	// merges move the copied rows into the real tables, in order.
 	merges []string
@@ -165,23 +169,68 @@ func (b *bulk) run(ctx context.Context, tx pgx.Tx, n int, include func(int) bool
 	return nil
 }
 
+// batch is one write's rows as both paths see them: n rows, of which
+// include picks those to write (nil: all), and fill, which writes row i's
+// values into v in the order of the kind's bulk columns: int64, bool,
+// []byte, string, netip.Addr, time.Time, or nil for NULL.
+type batch struct {
+	n       int
+	include func(i int) bool
+	fill    func(i int, v []any)
+}
+
+// writeWith writes the batch with st: the built-in bulk write b (COPY
+// into b's temporary table, then b's merges) if st is the built-in one,
+// else the operator's statement once per row.
+func (w batch) writeWith(ctx context.Context, tx pgx.Tx, st *statement, b *bulk) error {
+	if st.bulk {
+		return b.run(ctx, tx, w.n, w.include, w.fill)
+	}
+	return perRow(ctx, tx, st, b.columns, w)
+}
+
+// writeBatch writes a kind that has one statement, key, whose built-in
+// write is b. Nothing is written, and no transaction opened, if the store
+// is read-only, the statement is turned off, or include leaves no row.
+func (s *Store) writeBatch(ctx context.Context, kind, key string, b *bulk, w batch) error {
+	st := s.cfg.queries[key]
+	if s.cfg.readonly || st.disabled {
+		return nil
+	}
+	if w.include != nil && !anyRow(w.n, w.include) {
+		return nil
+	}
+	return s.write(ctx, kind, func(ctx context.Context, tx pgx.Tx) error {
+		return w.writeWith(ctx, tx, st, b)
+	})
+}
+
 // perRow runs an operator's statement once per included row, pipelined.
-// value gives row i's value of a parameter: int64, bool, []byte, string,
-// netip.Addr, time.Time, or nil for NULL.
-func perRow(ctx context.Context, tx pgx.Tx, st *statement, n int, include func(int) bool, value func(i int, name string) any) error {
+// The built-in columns bear the parameters' names: a parameter's value is
+// the filled row's value of the column of that name.
+func perRow(ctx context.Context, tx pgx.Tx, st *statement, columns []string, w batch) error {
 	oids, err := st.describe(ctx, tx.Conn())
 	if err != nil {
 		return err
 	}
+	at := make([]int, len(st.params))
+	for j, p := range st.params {
+		at[j] = slices.Index(columns, st.def.params[p].name)
+		if at[j] < 0 {
+			panic("postgres: no built-in column for parameter @" + st.def.params[p].name)
+		}
+	}
+	vals := make([]any, len(columns))
 	b := &pgx.Batch{}
-	for i := 0; i < n; i++ {
-		if include != nil && !include(i) {
+	for i := 0; i < w.n; i++ {
+		if w.include != nil && !w.include(i) {
 			continue
 		}
+		w.fill(i, vals)
 		args := make([]any, len(st.params))
 		for j, p := range st.params {
 			prm := st.def.params[p]
-			v, err := convert(value(i, prm.name), prm.class, oids[j])
+			v, err := convert(vals[at[j]], prm.class, oids[j])
 			if err != nil {
 				return &rowError{fmt.Sprintf("queries.%s: @%s: %v", st.key(), prm.name, err)}
 			}
@@ -356,31 +405,13 @@ func (s *Store) resolveCommit(ctx context.Context, kind string, xid int64, commi
 // WriteUsers adds transfer deltas to user_stats. Rows without transfer
 // are skipped; rows of deleted users write nothing and do not fail.
 func (s *Store) WriteUsers(ctx context.Context, rows []storage.UserDelta) error {
-	st := s.cfg.queries[keyWriteUsers]
-	if s.cfg.readonly || st.disabled {
-		return nil
-	}
-	include := func(i int) bool { return rows[i].Uploaded != 0 || rows[i].Downloaded != 0 }
-	if !anyRow(len(rows), include) {
-		return nil
-	}
-	return s.write(ctx, "users", func(ctx context.Context, tx pgx.Tx) error {
-		if st.bulk {
-			return bulkUsers.run(ctx, tx, len(rows), include, func(i int, v []any) {
-				r := &rows[i]
-				v[0], v[1], v[2] = int64(r.UserID), r.Uploaded, r.Downloaded
-			})
-		}
-		return perRow(ctx, tx, st, len(rows), include, func(i int, name string) any {
+	return s.writeBatch(ctx, "users", keyWriteUsers, bulkUsers, batch{
+		n:       len(rows),
+		include: func(i int) bool { return rows[i].Uploaded != 0 || rows[i].Downloaded != 0 },
+		fill: func(i int, v []any) {
 			r := &rows[i]
-			switch name {
-			case "user_id":
-				return int64(r.UserID)
-			case "uploaded":
-				return r.Uploaded
-			}
-			return r.Downloaded
-		})
+			v[0], v[1], v[2] = int64(r.UserID), r.Uploaded, r.Downloaded
+		},
 	})
 }
 
@@ -388,10 +419,6 @@ func (s *Store) WriteUsers(ctx context.Context, rows []storage.UserDelta) error 
 // balance overwritten, snatches added, last_seeded moved forward only.
 // Rows of deleted torrents write nothing and do not fail.
 func (s *Store) WriteTorrents(ctx context.Context, rows []storage.TorrentStats) error {
-	st := s.cfg.queries[keyWriteTorrents]
-	if s.cfg.readonly || st.disabled {
-		return nil
-	}
 	now := time.Now()
 	seeded := func(r *storage.TorrentStats) any {
 		switch {
@@ -404,30 +431,13 @@ func (s *Store) WriteTorrents(ctx context.Context, rows []storage.TorrentStats) 
 		}
 		return nil
 	}
-	return s.write(ctx, "torrents", func(ctx context.Context, tx pgx.Tx) error {
-		if st.bulk {
-			return bulkTorrents.run(ctx, tx, len(rows), nil, func(i int, v []any) {
-				r := &rows[i]
-				v[0], v[1], v[2] = int64(r.TorrentID), clampCount(r.Seeders), clampCount(r.Leechers)
-				v[3], v[4], v[5] = int64(r.Snatches), r.Balance, seeded(r)
-			})
-		}
-		return perRow(ctx, tx, st, len(rows), nil, func(i int, name string) any {
+	return s.writeBatch(ctx, "torrents", keyWriteTorrents, bulkTorrents, batch{
+		n: len(rows),
+		fill: func(i int, v []any) {
 			r := &rows[i]
-			switch name {
-			case "torrent_id":
-				return int64(r.TorrentID)
-			case "seeders":
-				return clampCount(r.Seeders)
-			case "leechers":
-				return clampCount(r.Leechers)
-			case "snatches":
-				return int64(r.Snatches)
-			case "balance":
-				return r.Balance
-			}
-			return seeded(r)
-		})
+			v[0], v[1], v[2] = int64(r.TorrentID), clampCount(r.Seeders), clampCount(r.Leechers)
+			v[3], v[4], v[5] = int64(r.Snatches), r.Balance, seeded(r)
+		},
 	})
 }
 
@@ -488,56 +498,25 @@ func (s *Store) WritePeers(ctx context.Context, rows []storage.PeerRow) error {
 		return nil
 	}
 	now := time.Now()
-	value := func(i int, name string) any {
+	all := batch{n: len(rows), fill: func(i int, v []any) {
 		r := &rows[i]
-		switch name {
-		case "torrent_id":
-			return int64(r.TorrentID)
-		case "user_id":
-			return int64(r.UserID)
-		case "peer_id":
-			return r.PeerID[:]
-		case "ip":
-			return addr(r.Addr)
-		case "port":
-			return int64(r.Port)
-		case "uploaded":
-			return clampBytes(r.Uploaded)
-		case "downloaded":
-			return clampBytes(r.Downloaded)
-		case "remaining":
-			return clampBytes(r.Left)
-		case "corrupt":
-			return clampBytes(r.Corrupt)
-		case "up_speed":
-			return clampBytes(r.UpSpeed)
-		case "down_speed":
-			return clampBytes(r.DownSpeed)
-		case "time_spent":
-			return min(max(int64(r.TimeSpent/time.Second), 0), math.MaxInt32)
-		case "announces":
-			return int64(min(r.Announces, math.MaxInt32))
-		case "active":
-			// A light row says the peer is still there, whatever
-			// Active holds; it reaches the table only when the row
-			// is missing.
-			return r.Active || !r.Full
-		case "user_agent":
-			return cleanUserAgent(r.UserAgent)
-		}
-		if r.Time.IsZero() {
-			return now
-		}
-		return r.Time
-	}
+		v[0], v[1], v[2], v[3] = r.Full, int64(r.TorrentID), int64(r.UserID), r.PeerID[:]
+		v[4], v[5] = addr(r.Addr), int64(r.Port)
+		v[6], v[7] = clampBytes(r.Uploaded), clampBytes(r.Downloaded)
+		v[8], v[9] = clampBytes(r.Left), clampBytes(r.Corrupt)
+		v[10], v[11] = clampBytes(r.UpSpeed), clampBytes(r.DownSpeed)
+		v[12] = min(max(int64(r.TimeSpent/time.Second), 0), math.MaxInt32)
+		v[13] = int64(min(r.Announces, math.MaxInt32))
+		// A light row says the peer is still there, whatever Active
+		// holds; it reaches the table only when the row is missing.
+		v[14] = r.Active || !r.Full
+		v[15] = cleanUserAgent(r.UserAgent)
+		v[16] = orNow(r.Time, now)
+	}}
 	return s.write(ctx, "peers", func(ctx context.Context, tx pgx.Tx) error {
 		if full.bulk && light.bulk {
-			return bulkPeers.run(ctx, tx, len(rows), nil, func(i int, v []any) {
-				v[0] = rows[i].Full
-				for j, c := range bulkPeers.columns[1:] {
-					v[j+1] = value(i, c)
-				}
-			})
+			// Both built in: one COPY of every row, then both merges.
+			return all.writeWith(ctx, tx, full, bulkPeers)
 		}
 		for _, part := range []struct {
 			st   *statement
@@ -546,21 +525,11 @@ func (s *Store) WritePeers(ctx context.Context, rows []storage.PeerRow) error {
 			if part.st.disabled {
 				continue
 			}
-			include := func(i int) bool { return rows[i].Full == part.full }
-			var err error
-			if part.st.bulk {
-				// One custom statement and one built-in: the
-				// built-in one gets only its own rows.
-				err = bulkPeers.run(ctx, tx, len(rows), include, func(i int, v []any) {
-					v[0] = rows[i].Full
-					for j, c := range bulkPeers.columns[1:] {
-						v[j+1] = value(i, c)
-					}
-				})
-			} else {
-				err = perRow(ctx, tx, part.st, len(rows), include, value)
-			}
-			if err != nil {
+			// Each statement gets only its own rows, the built-in
+			// one too when the other is custom.
+			own := all
+			own.include = func(i int) bool { return rows[i].Full == part.full }
+			if err := own.writeWith(ctx, tx, part.st, bulkPeers); err != nil {
 				return err
 			}
 		}
@@ -568,92 +537,46 @@ func (s *Store) WritePeers(ctx context.Context, rows []storage.PeerRow) error {
 	})
 }
 
+// orNow is t, or now for a row that carries no time.
+func orNow(t, now time.Time) time.Time {
+	if t.IsZero() {
+		return now
+	}
+	return t
+}
+
 // WriteSnatches appends the completions to snatches. Rows of deleted users
 // or torrents write nothing and do not fail.
 func (s *Store) WriteSnatches(ctx context.Context, rows []storage.Snatch) error {
-	st := s.cfg.queries[keyWriteSnatches]
-	if s.cfg.readonly || st.disabled {
-		return nil
-	}
 	now := time.Now()
-	value := func(i int, name string) any {
-		r := &rows[i]
-		switch name {
-		case "user_id":
-			return int64(r.UserID)
-		case "torrent_id":
-			return int64(r.TorrentID)
-		case "ip":
-			return addr(r.Addr)
-		}
-		if r.Time.IsZero() {
-			return now
-		}
-		return r.Time
-	}
-	return s.write(ctx, "snatches", func(ctx context.Context, tx pgx.Tx) error {
-		if st.bulk {
-			return bulkSnatches.run(ctx, tx, len(rows), nil, func(i int, v []any) {
-				for j, c := range bulkSnatches.columns {
-					v[j] = value(i, c)
-				}
-			})
-		}
-		return perRow(ctx, tx, st, len(rows), nil, value)
+	return s.writeBatch(ctx, "snatches", keyWriteSnatches, bulkSnatches, batch{
+		n: len(rows),
+		fill: func(i int, v []any) {
+			r := &rows[i]
+			v[0], v[1], v[2], v[3] = int64(r.UserID), int64(r.TorrentID), orNow(r.Time, now), addr(r.Addr)
+		},
 	})
 }
 
 // WriteTokens adds what tokens spared to tokens.downloaded. Rows without
 // a token row write nothing.
 func (s *Store) WriteTokens(ctx context.Context, rows []storage.TokenUse) error {
-	st := s.cfg.queries[keyWriteTokens]
-	if s.cfg.readonly || st.disabled {
-		return nil
-	}
-	include := func(i int) bool { return rows[i].Downloaded != 0 }
-	if !anyRow(len(rows), include) {
-		return nil
-	}
-	value := func(i int, name string) any {
-		r := &rows[i]
-		switch name {
-		case "user_id":
-			return int64(r.UserID)
-		case "torrent_id":
-			return int64(r.TorrentID)
-		}
-		return r.Downloaded
-	}
-	return s.write(ctx, "tokens", func(ctx context.Context, tx pgx.Tx) error {
-		if st.bulk {
-			return bulkTokens.run(ctx, tx, len(rows), include, func(i int, v []any) {
-				for j, c := range bulkTokens.columns {
-					v[j] = value(i, c)
-				}
-			})
-		}
-		return perRow(ctx, tx, st, len(rows), include, value)
+	return s.writeBatch(ctx, "tokens", keyWriteTokens, bulkTokens, batch{
+		n:       len(rows),
+		include: func(i int) bool { return rows[i].Downloaded != 0 },
+		fill: func(i int, v []any) {
+			r := &rows[i]
+			v[0], v[1], v[2] = int64(r.UserID), int64(r.TorrentID), r.Downloaded
+		},
 	})
 }
 
 // ExpireTokens marks the tokens used up (expired = true).
 func (s *Store) ExpireTokens(ctx context.Context, tokens []storage.Token) error {
-	st := s.cfg.queries[keyExpireTokens]
-	if s.cfg.readonly || st.disabled {
-		return nil
-	}
-	value := func(i int, name string) any {
-		if name == "user_id" {
-			return int64(tokens[i].UserID)
-		}
-		return int64(tokens[i].TorrentID)
-	}
-	return s.write(ctx, "expired tokens", func(ctx context.Context, tx pgx.Tx) error {
-		if st.bulk {
-			return bulkExpire.run(ctx, tx, len(tokens), nil, func(i int, v []any) {
-				v[0], v[1] = value(i, "user_id"), value(i, "torrent_id")
-			})
-		}
-		return perRow(ctx, tx, st, len(tokens), nil, value)
+	return s.writeBatch(ctx, "expired tokens", keyExpireTokens, bulkExpire, batch{
+		n: len(tokens),
+		fill: func(i int, v []any) {
+			v[0], v[1] = int64(tokens[i].UserID), int64(tokens[i].TorrentID)
+		},
 	})
 }
