@@ -115,7 +115,7 @@ func runTransfers(t *testing.T, pairs []pair, announceURL func(scheme, host stri
 					// swarm, so they can share the tracker and run
 					// side by side.
 					t.Parallel()
-					transfer(t, announceURL(p.seederScheme, f.host), announceURL(p.leecherScheme, f.host), p.seeder, p.leecher)
+					transfer(t, announceURL(p.seederScheme, f.host), announceURL(p.leecherScheme, f.host), p.seeder, p.leecher, nil)
 				})
 			}
 		})
@@ -138,7 +138,11 @@ func requireE2E(t *testing.T, pairs []pair) {
 // transfer seeds a fresh random payload with seeder, downloads it with
 // leecher, each announcing to its own URL of one tracker, and checks what
 // arrived.
-func transfer(t *testing.T, seederURL, leecherURL string, seeder, leecher client) {
+//
+// register, when not nil, is called with the torrent before the seeder
+// starts, so a private tracker's test can register it the way its web
+// application would.
+func transfer(t *testing.T, seederURL, leecherURL string, seeder, leecher client, register func(*testTorrent)) *testTorrent {
 	var host string
 	for _, c := range []struct {
 		client
@@ -160,6 +164,9 @@ func transfer(t *testing.T, seederURL, leecherURL string, seeder, leecher client
 	seedDir, leechDir := t.TempDir(), t.TempDir()
 	tt := makeTorrent(t, mkdir(t, seedDir, "data"), t.TempDir(), "payload.bin", seederURL)
 	leecherTorrent := tt.withAnnounce(t, t.TempDir(), leecherURL)
+	if register != nil {
+		register(tt)
+	}
 	t.Logf("torrent %x, %d bytes, seeder announces to %s, leecher to %s", tt.infoHash, tt.size, seederURL, leecherURL)
 
 	begin := time.Now()
@@ -204,6 +211,7 @@ func transfer(t *testing.T, seederURL, leecherURL string, seeder, leecher client
 	}
 	t.Logf("%s -> %s: %d bytes, sha256 ok; seeder listed after %v, complete after %v",
 		seeder.name(), leecher.name(), len(got), seeded.Round(time.Millisecond), total.Round(time.Millisecond))
+	return tt
 }
 
 // waitForSeeder polls the tracker's scrape endpoint until it counts a seeder

@@ -95,7 +95,7 @@ func TestTransferTwoInstances(t *testing.T) {
 			for _, p := range pairs {
 				t.Run(p.String(), func(t *testing.T) {
 					t.Parallel()
-					transfer(t, a.url(p.seederScheme, f.host, "/announce"), b.url(p.leecherScheme, f.host, "/announce"), p.seeder, p.leecher)
+					transfer(t, a.url(p.seederScheme, f.host, "/announce"), b.url(p.leecherScheme, f.host, "/announce"), p.seeder, p.leecher, nil)
 				})
 			}
 		})

@@ -5,7 +5,6 @@ package e2e
 import (
 	"context"
 	"crypto/rand"
-	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
@@ -67,7 +66,7 @@ func TestTransferPrivatePostgres(t *testing.T) {
 			seederURL := tr.url(p.seederScheme, f.host, "/"+r.seeder.passkey+"/announce")
 			leecherURL := tr.url(p.leecherScheme, f.host, "/"+r.leecher.passkey+"/announce")
 			var torrentID int64
-			tt := pgTransfer(t, seederURL, leecherURL, p.seeder, p.leecher, func(tt *testTorrent) {
+			tt := transfer(t, seederURL, leecherURL, p.seeder, p.leecher, func(tt *testTorrent) {
 				torrentID = db.addTorrent(t, tt)
 				// The INSERT's notification must have reached the
 				// tracker before the seeder's first announce.
@@ -253,48 +252,4 @@ func (d *postgresDB) waitForStats(t *testing.T, seeder, leecher pgUser, torrentI
 		}
 		time.Sleep(250 * time.Millisecond)
 	}
-}
-
-// pgTransfer is transfer with a registration step: register runs with the
-// generated torrent before the seeder starts, as a site registers an
-// upload before anyone can seed it. The seeder is still running when it
-// returns, so its next announce reports its upload.
-func pgTransfer(t *testing.T, seederURL, leecherURL string, seeder, leecher client, register func(*testTorrent)) *testTorrent {
-	t.Helper()
-	u, err := url.Parse(seederURL)
-	if err != nil {
-		t.Fatal(err)
-	}
-	host := u.Hostname()
-	if strings.Contains(host, ":") {
-		requireIPv6(t)
-	}
-	seedDir, leechDir := t.TempDir(), t.TempDir()
-	tt := makeTorrent(t, mkdir(t, seedDir, "data"), t.TempDir(), "payload.bin", seederURL)
-	leecherTorrent := tt.withAnnounce(t, t.TempDir(), leecherURL)
-	register(tt)
-
-	deadline := time.NewTimer(transferTimeout)
-	defer deadline.Stop()
-	sp := seeder.start(t, clientRun{role: seeding, torrent: tt, dataDir: filepath.Join(seedDir, "data"), logDir: seedDir, host: host, port: freePort(t)})
-	waitForSeeder(t, seederURL, tt, sp)
-	lp := leecher.start(t, clientRun{role: leeching, torrent: leecherTorrent, dataDir: mkdir(t, leechDir, "data"), logDir: leechDir, host: host, port: freePort(t)})
-	select {
-	case <-lp.done:
-		if lp.err != nil {
-			t.Fatalf("%s: %v", lp.name, lp.err)
-		}
-	case <-sp.done:
-		t.Fatalf("%s exited before the download completed: %v", sp.name, sp.err)
-	case <-deadline.C:
-		t.Fatalf("no complete download after %v", transferTimeout)
-	}
-	got, err := os.ReadFile(filepath.Join(leechDir, "data", tt.name))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if sum := sha256.Sum256(got); sum != tt.sha256 {
-		t.Fatalf("downloaded file: %d bytes, sha256 %x; want %d bytes, sha256 %x", len(got), sum, tt.size, tt.sha256)
-	}
-	return tt
 }

@@ -5,7 +5,6 @@ package e2e
 import (
 	"context"
 	"crypto/rand"
-	"crypto/sha256"
 	"database/sql"
 	"encoding/binary"
 	"encoding/hex"
@@ -13,8 +12,6 @@ import (
 	"fmt"
 	"io"
 	"net"
-	"net/netip"
-	"net/url"
 	"os"
 	"path/filepath"
 	"slices"
@@ -101,7 +98,7 @@ func TestTransferPrivateGazelle(t *testing.T) {
 					seederURL := tr.url(p.seederScheme, f.host, "/"+r.seeder.passkey+"/announce")
 					leecherURL := tr.url(p.leecherScheme, f.host, "/"+r.leecher.passkey+"/announce")
 					var torrentID int64
-					tt := gzTransfer(t, seederURL, leecherURL, p.seeder, p.leecher, func(tt *testTorrent) {
+					tt := transfer(t, seederURL, leecherURL, p.seeder, p.leecher, func(tt *testTorrent) {
 						torrentID = db.addTorrent(t, site, tt)
 					})
 					ip := ""
@@ -181,78 +178,6 @@ func gzCheckRefusals(t *testing.T, tr *tracker, site gzSite, db *gazelleDB) {
 	if !strings.Contains(payload, "Info hash not found") {
 		t.Errorf("after an update with a wrong secret, the torrent report says %s %q, want Info hash not found", status, payload)
 	}
-}
-
-// gzTransfer is transfer with the site's part added: register is called
-// with the generated torrent before the seeder starts, the way a site
-// registers an upload before anyone can seed it. It returns the torrent.
-// The seeder is still running when it returns, so its later announces
-// still reach the tracker.
-//
-// (transfer itself has no such hook; the body is the same apart from it.)
-func gzTransfer(t *testing.T, seederURL, leecherURL string, seeder, leecher client, register func(*testTorrent)) *testTorrent {
-	var host string
-	for _, c := range []struct {
-		client
-		url string
-	}{{seeder, seederURL}, {leecher, leecherURL}} {
-		u, err := url.Parse(c.url)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if !c.supports(u.Scheme) {
-			t.Fatalf("test bug: %s cannot announce to %s trackers", c.name(), u.Scheme)
-		}
-		host = u.Hostname()
-	}
-	if addr, err := netip.ParseAddr(host); err == nil && addr.Is6() {
-		requireIPv6(t)
-	}
-
-	seedDir, leechDir := t.TempDir(), t.TempDir()
-	tt := makeTorrent(t, mkdir(t, seedDir, "data"), t.TempDir(), "payload.bin", seederURL)
-	leecherTorrent := tt.withAnnounce(t, t.TempDir(), leecherURL)
-	register(tt)
-	t.Logf("torrent %x, %d bytes, seeder announces to %s, leecher to %s", tt.infoHash, tt.size, seederURL, leecherURL)
-
-	begin := time.Now()
-	deadline := time.NewTimer(transferTimeout)
-	defer deadline.Stop()
-	sp := seeder.start(t, clientRun{
-		role: seeding, torrent: tt,
-		dataDir: filepath.Join(seedDir, "data"), logDir: seedDir,
-		host: host, port: freePort(t),
-	})
-	waitForSeeder(t, seederURL, tt, sp)
-	seeded := time.Since(begin)
-	lp := leecher.start(t, clientRun{
-		role: leeching, torrent: leecherTorrent,
-		dataDir: mkdir(t, leechDir, "data"), logDir: leechDir,
-		host: host, port: freePort(t),
-	})
-	select {
-	case <-lp.done:
-		if lp.err != nil {
-			t.Fatalf("%s: %v", lp.name, lp.err)
-		}
-	case <-sp.done:
-		t.Fatalf("%s exited before the download completed: %v", sp.name, sp.err)
-	case <-deadline.C:
-		t.Fatalf("no complete download after %v", transferTimeout)
-	}
-	total := time.Since(begin)
-
-	got, err := os.ReadFile(filepath.Join(leechDir, "data", tt.name))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if sum := sha256.Sum256(got); sum != tt.sha256 {
-		t.Fatalf("downloaded file: %d bytes, sha256 %x; want %d bytes, sha256 %x",
-			len(got), sum, tt.size, tt.sha256)
-	}
-	t.Logf("%s -> %s: %d bytes, sha256 ok; seeder listed after %v, complete after %v",
-		seeder.name(), leecher.name(), len(got), seeded.Round(time.Millisecond), total.Round(time.Millisecond))
-	return tt
 }
 
 // gazelleDB is a throwaway database in the ops schema of
