@@ -224,8 +224,10 @@ func (f *Frontend) serveAnnounce(w http.ResponseWriter, r *http.Request, passkey
 	if err == nil {
 		// A client that hangs up must not cancel its announce half
 		// way: the swarm and the transfer it reported are recorded
-		// whether or not it reads the answer.
-		err = f.tracker.Announce(context.WithoutCancel(r.Context()), req, resp)
+		// whether or not it reads the answer. The logic needs nothing
+		// from the request's context, so a background one serves, and
+		// costs no allocation.
+		err = f.tracker.Announce(context.Background(), req, resp)
 	}
 	if err != nil {
 		f.failWith(w, r, err)
