@@ -47,10 +47,11 @@ type config struct {
 	maxRequests    uint64
 	spreadSources  bool
 
-	pid        int
-	json       bool
-	quiet      bool
-	cpuProfile string
+	pid            int
+	json           bool
+	listInfoHashes bool
+	quiet          bool
+	cpuProfile     string
 }
 
 // udp tells whether the mode speaks BEP 15.
@@ -122,6 +123,7 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 
 	fs.IntVar(&c.pid, "pid", c.pid, "the tracker's process id, to report its CPU time and memory (the tracker must run on this machine)")
 	fs.BoolVar(&c.json, "json", c.json, "print the result as one JSON object on stdout")
+	fs.BoolVar(&c.listInfoHashes, "list-info-hashes", c.listInfoHashes, "print the model's info hashes in hex, one a line, and exit: a private tracker must have them registered before it is measured")
 	fs.BoolVar(&c.quiet, "quiet", c.quiet, "no progress line on stderr")
 	fs.StringVar(&c.cpuProfile, "cpuprofile", c.cpuProfile, "write the tool's own CPU profile to this file, to see whether the tool limits the rate")
 

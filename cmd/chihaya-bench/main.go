@@ -15,6 +15,7 @@
 package main
 
 import (
+	"bufio"
 	"context"
 	"errors"
 	"flag"
@@ -41,6 +42,9 @@ func mainExit(args []string, stdout, stderr io.Writer) int {
 	if err != nil {
 		fmt.Fprintln(stderr, "chihaya-bench:", err)
 		return 2
+	}
+	if c.listInfoHashes {
+		return listInfoHashes(c, stdout, stderr)
 	}
 	// The first interrupt ends the run early with a report; a second
 	// one, after signal.NotifyContext stops catching, kills the tool.
@@ -75,6 +79,21 @@ func mainExit(args []string, stdout, stderr io.Writer) int {
 		err = rep.writeText(stdout)
 	}
 	if err != nil {
+		fmt.Fprintln(stderr, "chihaya-bench:", err)
+		return 1
+	}
+	return 0
+}
+
+// listInfoHashes prints the info hashes the model announces to, so that an
+// operator can register them on a private tracker before measuring it.
+func listInfoHashes(c config, stdout, stderr io.Writer) int {
+	m := newModel(c.torrents, c.peers, c.seeders, c.numWant, c.mix, c.zipf, c.seed)
+	w := bufio.NewWriter(stdout)
+	for _, h := range m.hashes {
+		fmt.Fprintf(w, "%x\n", h)
+	}
+	if err := w.Flush(); err != nil {
 		fmt.Fprintln(stderr, "chihaya-bench:", err)
 		return 1
 	}

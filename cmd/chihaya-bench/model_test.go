@@ -1,8 +1,10 @@
 package main
 
 import (
+	"encoding/hex"
 	"math"
 	"math/rand/v2"
+	"strings"
 	"testing"
 )
 
@@ -236,5 +238,30 @@ func TestLoopbackAddresses(t *testing.T) {
 	}
 	if last := peerAddr(maxPeers - 1).As4(); last[1] != 253 {
 		t.Errorf("the last peer's address is %v", last)
+	}
+}
+
+// The listed info hashes are the ones the runs announce to, so a private
+// tracker that registers them accepts every request of a run with the same
+// model flags.
+func TestListInfoHashes(t *testing.T) {
+	var out, errOut strings.Builder
+	if code := mainExit([]string{"-list-info-hashes", "-torrents", "4", "-seed", "9"}, &out, &errOut); code != 0 {
+		t.Fatalf("exit %d: %s", code, errOut.String())
+	}
+	lines := strings.Fields(out.String())
+	m := newModel(4, 20, 0.3, 50, mustMix(t, "90/5/3/2"), 0, 9)
+	if len(lines) != len(m.hashes) {
+		t.Fatalf("%d lines, want %d: %q", len(lines), len(m.hashes), out.String())
+	}
+	seen := map[string]bool{}
+	for i, l := range lines {
+		if l != hex.EncodeToString(m.hashes[i][:]) {
+			t.Errorf("line %d is %s, want the hash of torrent %d", i, l, i)
+		}
+		seen[l] = true
+	}
+	if len(seen) != 4 {
+		t.Errorf("hashes repeat: %q", lines)
 	}
 }
