@@ -1,5 +1,5 @@
 # Operator and developer entry points; see README.md.
-.PHONY: run build test fuzz bench
+.PHONY: run build test fuzz bench bench-go
 
 # Run the tracker on the built-in defaults (HTTP on :6969, memory cache,
 # open tracker). Pass a configuration with: make run ARGS='-config my.json'
@@ -25,6 +25,13 @@ fuzz:
 	go test ./cache/memory -run '^$$' -fuzz '^FuzzReadSnapshot$$' -fuzztime $(FUZZTIME)
 	go test ./config -run '^$$' -fuzz '^FuzzParse$$' -fuzztime $(FUZZTIME)
 
-# Hot-path micro-benchmarks with allocation counts.
+# The README's performance table: the tracker pinned to one CPU, the load
+# tool (cmd/chihaya-bench) to another, one run per row; about 6 minutes.
+# Flags for scripts/benchtable go in BENCHFLAGS, e.g. BENCHFLAGS='-soak 0'.
 bench:
+	go run ./scripts/benchtable $(BENCHFLAGS)
+
+# Micro-benchmarks of each hot-path step with allocation counts, so that a
+# regression shows at the step that caused it.
+bench-go:
 	go test -run '^$$' -bench . -benchmem ./...

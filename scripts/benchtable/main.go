@@ -1,0 +1,551 @@
+// Command benchtable produces the README's performance table: it builds the
+// tracker and the load tool, runs the tracker pinned to one CPU and the load
+// tool pinned to another, once per row, and prints one Markdown table.
+//
+// It is what `make bench` runs. Rows that need MariaDB (private mode with
+// the gazelle driver) are marked skipped when the server is not answering.
+package main
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"database/sql"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/go-sql-driver/mysql"
+)
+
+// options are the command's flags.
+type options struct {
+	duration time.Duration
+	warmup   time.Duration
+	soak     time.Duration
+	only     string
+	mysqlDSN string
+	bigPeers bool
+	verbose  bool
+}
+
+func main() {
+	o := options{}
+	flag.DurationVar(&o.duration, "duration", 10*time.Second, "measured window of each throughput row")
+	flag.DurationVar(&o.warmup, "warmup", 2*time.Second, "load before each measured window")
+	flag.DurationVar(&o.soak, "soak", 60*time.Second, "length of the full-load runs that check errors and RSS growth; 0 skips them")
+	flag.StringVar(&o.only, "only", "", "run only the rows whose label contains this text")
+	flag.StringVar(&o.mysqlDSN, "mysql-dsn", envOr("CHIHAYA_MYSQL_DSN", "root@tcp(127.0.0.1:3306)/"), "MariaDB/MySQL server for the private-mode rows (a database is created and dropped)")
+	flag.BoolVar(&o.bigPeers, "2m", true, "include the memory row with 2,000,000 peers")
+	flag.BoolVar(&o.verbose, "v", false, "show the tracker's log and the load tool's progress")
+	flag.Parse()
+	if err := runAll(o); err != nil {
+		fmt.Fprintln(os.Stderr, "benchtable:", err)
+		os.Exit(1)
+	}
+}
+
+func envOr(key, def string) string {
+	if v := os.Getenv(key); v != "" {
+		return v
+	}
+	return def
+}
+
+// report is the part of chihaya-bench's -json output the table shows.
+type report struct {
+	Measured struct {
+		Seconds            float64           `json:"seconds"`
+		Responses          uint64            `json:"responses"`
+		ResponsesPerSecond float64           `json:"responses_per_second"`
+		Errors             uint64            `json:"errors"`
+		ErrorClasses       map[string]uint64 `json:"error_classes"`
+		LatencyMs          *struct {
+			P50  float64 `json:"p50"`
+			P99  float64 `json:"p99"`
+			P999 float64 `json:"p999"`
+		} `json:"latency_ms"`
+	} `json:"measured"`
+	ClientCPUSeconds float64 `json:"client_cpu_seconds"`
+	Server           *struct {
+		CPUSeconds            float64 `json:"cpu_seconds"`
+		ResponsesPerCPUSecond float64 `json:"responses_per_cpu_second"`
+		RSSStartBytes         uint64  `json:"rss_start_bytes"`
+		RSSBeforeBytes        uint64  `json:"rss_before_bytes"`
+		RSSAfterBytes         uint64  `json:"rss_after_bytes"`
+	} `json:"server"`
+	Warnings []string `json:"warnings"`
+}
+
+// suite holds what every row shares.
+type suite struct {
+	o       options
+	dir     string
+	tracker string
+	tool    string
+	// serverCPU and toolCPU are taskset's CPU lists, empty when the
+	// machine cannot pin.
+	serverCPU, toolCPU string
+	gazelle            *gazelleDB
+	gazelleErr         error
+}
+
+func runAll(o options) error {
+	dir, err := os.MkdirTemp("", "chihaya-benchtable-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(dir)
+	s := &suite{o: o, dir: dir, tracker: filepath.Join(dir, "chihaya"), tool: filepath.Join(dir, "chihaya-bench")}
+	for _, b := range [][2]string{{s.tracker, "./cmd/chihaya"}, {s.tool, "./cmd/chihaya-bench"}} {
+		cmd := exec.Command("go", "build", "-o", b[0], b[1])
+		cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
+		if err := cmd.Run(); err != nil {
+			return fmt.Errorf("go build %s: %w", b[1], err)
+		}
+	}
+	if _, err := exec.LookPath("taskset"); err == nil && runtime.NumCPU() >= 2 {
+		s.serverCPU, s.toolCPU = "0", "1"
+	} else {
+		fmt.Fprintln(os.Stderr, "benchtable: taskset or a second CPU is missing; the tracker and the load tool are NOT pinned and share the CPUs")
+	}
+	defer func() {
+		if s.gazelle != nil {
+			s.gazelle.drop()
+		}
+	}()
+
+	fmt.Printf("chihaya %s, %s, %d CPUs; tracker pinned to CPU %q, load tool to CPU %q\n\n",
+		gitDescribe(), runtime.GOARCH, runtime.NumCPU(), s.serverCPU, s.toolCPU)
+
+	// Throughput: the issue's swarm model (the load tool's defaults).
+	type row struct {
+		label, mode string
+		private     bool
+		args        []string
+	}
+	rows := []row{
+		{"UDP announce", "udp-announce", false, nil},
+		{"UDP scrape", "udp-scrape", false, nil},
+		{"HTTP announce, keep-alive", "http-announce", false, nil},
+		{"HTTP announce, connection per request", "http-announce", false, []string{"-conn-per-request"}},
+		{"HTTP scrape, keep-alive", "http-scrape", false, nil},
+		{"UDP announce, private (gazelle)", "udp-announce", true, nil},
+		{"HTTP announce, keep-alive, private (gazelle)", "http-announce", true, nil},
+	}
+	fmt.Println("| load (10,000 torrents × 20 peers, 30 % seeders, numwant 50) | responses/s | responses per server CPU-second | p50 ms | p99 ms | p99.9 ms | errors |")
+	fmt.Println("| --- | ---: | ---: | ---: | ---: | ---: | ---: |")
+	perCPU := map[string]float64{}
+	for _, r := range rows {
+		if !s.selected(r.label) {
+			continue
+		}
+		args := append([]string{"-mode", r.mode, "-warmup", o.warmup.String(), "-duration", o.duration.String()}, r.args...)
+		rep, err := s.measure(r.private, 10000, args)
+		if err != nil {
+			fmt.Printf("| %s | skipped: %s | | | | | |\n", r.label, oneLine(err))
+			continue
+		}
+		perCPU[r.label] = cpuRate(rep)
+		fmt.Printf("| %s | %s | %s | %s | %s | %s | %s |\n", r.label, thousands(rep.Measured.ResponsesPerSecond),
+			thousands(cpuRate(rep)), latency(rep, 0), latency(rep, 1), latency(rep, 2), errorsOf(rep))
+	}
+	for _, pair := range [][2]string{{"UDP announce, private (gazelle)", "UDP announce"}, {"HTTP announce, keep-alive, private (gazelle)", "HTTP announce, keep-alive"}} {
+		if p, q := perCPU[pair[0]], perCPU[pair[1]]; p > 0 && q > 0 {
+			fmt.Printf("\n%s: %.0f %% of open mode per server CPU-second", pair[0], 100*p/q)
+		}
+	}
+	fmt.Println()
+
+	// Memory: RSS growth per stored peer, read before and after the
+	// prefill (every peer announces "started" once).
+	fmt.Println()
+	fmt.Println("| peers stored | mode | RSS before | RSS after | RSS per peer |")
+	fmt.Println("| ---: | --- | ---: | ---: | ---: |")
+	type memRow struct {
+		torrents int
+		private  bool
+	}
+	mem := []memRow{{10000, false}}
+	if o.bigPeers {
+		mem = append(mem, memRow{100000, false})
+	}
+	mem = append(mem, memRow{10000, true})
+	for _, m := range mem {
+		label := fmt.Sprintf("memory %d peers", m.torrents*20)
+		mode := "open"
+		if m.private {
+			mode = "private (gazelle)"
+			label += " private"
+		}
+		if !s.selected(label) {
+			continue
+		}
+		rep, err := s.measure(m.private, m.torrents, []string{"-mode", "udp-announce", "-torrents", strconv.Itoa(m.torrents),
+			"-warmup", "0s", "-duration", "1s"})
+		if err != nil {
+			fmt.Printf("| %s | %s | skipped: %s | | |\n", thousands(float64(m.torrents*20)), mode, oneLine(err))
+			continue
+		}
+		if rep.Server == nil {
+			fmt.Printf("| %s | %s | no RSS reading | | |\n", thousands(float64(m.torrents*20)), mode)
+			continue
+		}
+		grown := float64(rep.Server.RSSBeforeBytes) - float64(rep.Server.RSSStartBytes)
+		fmt.Printf("| %s | %s | %.1f MiB | %.1f MiB | %.1f B |\n", thousands(float64(m.torrents*20)), mode,
+			float64(rep.Server.RSSStartBytes)/(1<<20), float64(rep.Server.RSSBeforeBytes)/(1<<20), grown/float64(m.torrents*20))
+	}
+
+	// Soak: full load for o.soak, errors and RSS across the window.
+	if o.soak > 0 {
+		fmt.Println()
+		fmt.Printf("| %s at full load | responses | errors | RSS at start of window | RSS at end | change |\n", o.soak)
+		fmt.Println("| --- | ---: | ---: | ---: | ---: | ---: |")
+		for _, r := range []row{{"soak UDP announce", "udp-announce", false, nil}, {"soak HTTP announce, keep-alive", "http-announce", false, nil}} {
+			if !s.selected(r.label) {
+				continue
+			}
+			rep, err := s.measure(false, 10000, []string{"-mode", r.mode, "-warmup", "5s", "-duration", o.soak.String()})
+			if err != nil || rep.Server == nil {
+				fmt.Printf("| %s | skipped: %v | | | | |\n", r.label, err)
+				continue
+			}
+			b, a := float64(rep.Server.RSSBeforeBytes), float64(rep.Server.RSSAfterBytes)
+			fmt.Printf("| %s | %s | %s | %.1f MiB | %.1f MiB | %+.1f %% |\n", strings.TrimPrefix(r.label, "soak "),
+				thousands(float64(rep.Measured.Responses)), errorsOf(rep), b/(1<<20), a/(1<<20), 100*(a-b)/b)
+		}
+	}
+	return nil
+}
+
+func (s *suite) selected(label string) bool {
+	return s.o.only == "" || strings.Contains(label, s.o.only)
+}
+
+// measure starts a tracker (open, or private on a gazelle database with
+// the model's torrents registered), runs the load tool with args against
+// it and returns the tool's report.
+func (s *suite) measure(private bool, torrents int, args []string) (*report, error) {
+	port, err := freePort()
+	if err != nil {
+		return nil, err
+	}
+	adminPort, err := freePort()
+	if err != nil {
+		return nil, err
+	}
+	cfg := map[string]any{
+		"log_level": "warn",
+		"tracker": map[string]any{
+			"rate_limit": map[string]any{"bad_requests_per_minute": 0, "announces_per_minute": 0},
+		},
+		"http":  map[string]any{"listen": fmt.Sprintf("127.0.0.1:%d", port)},
+		"udp":   map[string]any{"listen": fmt.Sprintf("127.0.0.1:%d", port)},
+		"admin": map[string]any{"listen": fmt.Sprintf("127.0.0.1:%d", adminPort)},
+	}
+	var passkey string
+	if private {
+		db, err := s.gazelleFor(torrents)
+		if err != nil {
+			return nil, err
+		}
+		passkey = db.passkey
+		cfg["storage"] = map[string]any{
+			"driver": "gazelle",
+			"config": map[string]any{"dsn": db.dsn, "dialect": "ops"},
+		}
+		args = append(args, "-passkey", passkey)
+	}
+	cfgFile := filepath.Join(s.dir, "tracker.json")
+	raw, _ := json.Marshal(cfg)
+	if err := os.WriteFile(cfgFile, raw, 0o600); err != nil {
+		return nil, err
+	}
+
+	srv := pinned(s.serverCPU, s.tracker, "-config", cfgFile)
+	var srvLog bytes.Buffer
+	srv.Stdout, srv.Stderr = &srvLog, &srvLog
+	if s.o.verbose {
+		srv.Stdout, srv.Stderr = os.Stderr, os.Stderr
+	}
+	if err := srv.Start(); err != nil {
+		return nil, err
+	}
+	defer stop(srv)
+	if err := waitReady(adminPort, 60*time.Second); err != nil {
+		return nil, fmt.Errorf("tracker not ready: %v; log: %s", err, tail(srvLog.String()))
+	}
+
+	args = append(args, "-addr", fmt.Sprintf("127.0.0.1:%d", port), "-pid", strconv.Itoa(srv.Process.Pid), "-json")
+	if !s.o.verbose {
+		args = append(args, "-quiet")
+	}
+	tool := pinned(s.toolCPU, s.tool, args...)
+	var out, toolErr bytes.Buffer
+	tool.Stdout, tool.Stderr = &out, &toolErr
+	if s.o.verbose {
+		tool.Stderr = os.Stderr
+	}
+	if err := tool.Run(); err != nil {
+		return nil, fmt.Errorf("chihaya-bench %s: %v: %s", strings.Join(args, " "), err, tail(toolErr.String()))
+	}
+	var rep report
+	if err := json.Unmarshal(out.Bytes(), &rep); err != nil {
+		return nil, fmt.Errorf("reading chihaya-bench's report: %v", err)
+	}
+	for _, w := range rep.Warnings {
+		fmt.Fprintf(os.Stderr, "benchtable: %s: warning: %s\n", strings.Join(args, " "), w)
+	}
+	return &rep, nil
+}
+
+// pinned returns the command, run on cpu when it is set.
+func pinned(cpu, name string, args ...string) *exec.Cmd {
+	if cpu == "" {
+		return exec.Command(name, args...)
+	}
+	return exec.Command("taskset", append([]string{"-c", cpu, name}, args...)...)
+}
+
+func stop(cmd *exec.Cmd) {
+	_ = cmd.Process.Signal(syscall.SIGTERM)
+	done := make(chan struct{})
+	go func() { _ = cmd.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(20 * time.Second):
+		_ = cmd.Process.Kill()
+		<-done
+	}
+}
+
+func waitReady(adminPort int, limit time.Duration) error {
+	url := fmt.Sprintf("http://127.0.0.1:%d/readyz", adminPort)
+	deadline := time.Now().Add(limit)
+	var last error
+	for time.Now().Before(deadline) {
+		resp, err := http.Get(url)
+		if err == nil {
+			_, _ = io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return nil
+			}
+			err = errors.New(resp.Status)
+		}
+		last = err
+		time.Sleep(50 * time.Millisecond)
+	}
+	return last
+}
+
+// freePort returns a port that is free for both TCP and UDP on loopback.
+func freePort() (int, error) {
+	for range 20 {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			return 0, err
+		}
+		port := l.Addr().(*net.TCPAddr).Port
+		u, err := net.ListenPacket("udp", fmt.Sprintf("127.0.0.1:%d", port))
+		l.Close()
+		if err == nil {
+			u.Close()
+			return port, nil
+		}
+	}
+	return 0, errors.New("no free port")
+}
+
+// gazelleDB is a database with Gazelle's schema, one user and the model's
+// torrents registered.
+type gazelleDB struct {
+	root     *sql.DB
+	name     string
+	dsn      string
+	passkey  string
+	torrents int
+}
+
+// gazelleFor returns a database that has at least the first torrents of
+// the model registered, creating it on first use.
+func (s *suite) gazelleFor(torrents int) (*gazelleDB, error) {
+	if s.gazelleErr != nil {
+		return nil, s.gazelleErr
+	}
+	if s.gazelle == nil {
+		s.gazelle, s.gazelleErr = newGazelleDB(s.o.mysqlDSN)
+		if s.gazelleErr != nil {
+			return nil, s.gazelleErr
+		}
+	}
+	if s.gazelle.torrents < torrents {
+		if err := s.gazelle.register(s.tool, torrents); err != nil {
+			return nil, err
+		}
+	}
+	return s.gazelle, nil
+}
+
+func newGazelleDB(dsn string) (*gazelleDB, error) {
+	cfg, err := mysql.ParseDSN(dsn)
+	if err != nil {
+		return nil, fmt.Errorf("-mysql-dsn: %w", err)
+	}
+	cfg.DBName = ""
+	cfg.Timeout = 3 * time.Second
+	cfg.MultiStatements = true
+	conn, err := mysql.NewConnector(cfg)
+	if err != nil {
+		return nil, err
+	}
+	root := sql.OpenDB(conn)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := root.PingContext(ctx); err != nil {
+		root.Close()
+		return nil, fmt.Errorf("MariaDB at %s is not answering (%v); scripts/start-services starts it", cfg.Addr, err)
+	}
+	var rnd [4]byte
+	_, _ = rand.Read(rnd[:])
+	d := &gazelleDB{root: root, name: "chihaya_bench_" + hex.EncodeToString(rnd[:])}
+	if _, err := root.Exec("CREATE DATABASE " + d.name + " CHARACTER SET utf8mb4"); err != nil {
+		root.Close()
+		return nil, err
+	}
+	schema, err := os.ReadFile(filepath.Join("storage", "gazelle", "testdata", "schema_ops.sql"))
+	if err == nil {
+		_, err = root.Exec("USE " + d.name + "; " + string(schema))
+	}
+	if err != nil {
+		d.drop()
+		return nil, fmt.Errorf("loading the gazelle schema: %w", err)
+	}
+	var key [16]byte
+	_, _ = rand.Read(key[:])
+	d.passkey = hex.EncodeToString(key[:])
+	if _, err := root.Exec("INSERT INTO "+d.name+".users_main (Username, Email, torrent_pass, can_leech, Visible, IP, Enabled) VALUES ('bench', 'bench@example.org', ?, 1, '1', '127.0.0.1', '1')", d.passkey); err != nil {
+		d.drop()
+		return nil, err
+	}
+	if _, err := root.Exec("INSERT INTO " + d.name + ".users_leech_stats (UserID, Uploaded, Downloaded) SELECT ID, 0, 0 FROM " + d.name + ".users_main"); err != nil {
+		d.drop()
+		return nil, err
+	}
+	tcfg := cfg.Clone()
+	tcfg.DBName = d.name
+	tcfg.MultiStatements = false
+	d.dsn = tcfg.FormatDSN()
+	return d, nil
+}
+
+// register adds the model's torrents from d.torrents up to n, as Gazelle
+// registers uploads.
+func (d *gazelleDB) register(tool string, n int) error {
+	out, err := exec.Command(tool, "-list-info-hashes", "-torrents", strconv.Itoa(n)).Output()
+	if err != nil {
+		return fmt.Errorf("chihaya-bench -list-info-hashes: %w", err)
+	}
+	hashes := strings.Fields(string(out))[d.torrents:]
+	for len(hashes) > 0 {
+		batch := hashes[:min(1000, len(hashes))]
+		hashes = hashes[len(batch):]
+		var q strings.Builder
+		q.WriteString("INSERT INTO " + d.name + ".torrents (GroupID, info_hash, FreeTorrent, FreeLeechType, Size) VALUES ")
+		for i, h := range batch {
+			if i > 0 {
+				q.WriteByte(',')
+			}
+			q.WriteString("(1, UNHEX('" + h + "'), '0', '0', 1048576)")
+		}
+		if _, err := d.root.Exec(q.String()); err != nil {
+			return fmt.Errorf("registering torrents: %w", err)
+		}
+	}
+	_, err = d.root.Exec("INSERT IGNORE INTO " + d.name + ".torrents_leech_stats (TorrentID) SELECT ID FROM " + d.name + ".torrents")
+	if err != nil {
+		return fmt.Errorf("registering torrents: %w", err)
+	}
+	d.torrents = n
+	return nil
+}
+
+func (d *gazelleDB) drop() {
+	if _, err := d.root.Exec("DROP DATABASE IF EXISTS " + d.name); err != nil {
+		fmt.Fprintf(os.Stderr, "benchtable: dropping %s: %v\n", d.name, err)
+	}
+	d.root.Close()
+}
+
+func cpuRate(r *report) float64 {
+	if r.Server == nil {
+		return 0
+	}
+	return r.Server.ResponsesPerCPUSecond
+}
+
+func latency(r *report, which int) string {
+	l := r.Measured.LatencyMs
+	if l == nil {
+		return "–"
+	}
+	return fmt.Sprintf("%.2f", [3]float64{l.P50, l.P99, l.P999}[which])
+}
+
+func errorsOf(r *report) string {
+	if r.Measured.Errors == 0 {
+		return "0"
+	}
+	var parts []string
+	for class, n := range r.Measured.ErrorClasses {
+		parts = append(parts, fmt.Sprintf("%s %d", class, n))
+	}
+	return fmt.Sprintf("%d (%s)", r.Measured.Errors, strings.Join(parts, ", "))
+}
+
+// thousands formats a rate the way the README writes figures: 96.7k.
+func thousands(v float64) string {
+	switch {
+	case v >= 1e6:
+		return fmt.Sprintf("%.2fM", v/1e6)
+	case v >= 1e3:
+		return fmt.Sprintf("%.1fk", v/1e3)
+	}
+	return fmt.Sprintf("%.0f", v)
+}
+
+func oneLine(err error) string {
+	s := strings.ReplaceAll(err.Error(), "\n", " ")
+	if len(s) > 160 {
+		s = s[:160] + "…"
+	}
+	return s
+}
+
+func tail(s string) string {
+	if len(s) > 2000 {
+		s = s[len(s)-2000:]
+	}
+	return s
+}
+
+func gitDescribe() string {
+	out, err := exec.Command("git", "describe", "--always", "--dirty").Output()
+	if err != nil {
+		return "(not a git checkout)"
+	}
+	return strings.TrimSpace(string(out))
+}
