@@ -5,6 +5,7 @@ package http
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"log/slog"
 	"net"
@@ -52,9 +53,12 @@ type Config struct {
 	// scrape: the web application's calls to the tracker (Gazelle's
 	// update and report interface).
 	Site http.Handler
-	// WrapListener, when set, wraps the listener, e.g. to accept the
-	// Host-less HTTP/1.1 requests old Gazelle sends.
+	// WrapListener, when set, wraps the listener (behind TLS, the
+	// listener of decrypted connections).
 	WrapListener func(net.Listener) net.Listener
+	// TLSCertFile and TLSKeyFile, when both set, name the PEM
+	// certificate chain and key the port is served with over TLS.
+	TLSCertFile, TLSKeyFile string
 	// Observer, when set, is told of every announce and scrape.
 	Observer Observer
 }
@@ -73,7 +77,7 @@ type Frontend struct {
 	parser  announceParams
 	log     *slog.Logger
 	pool    sync.Pool
-	server  *http.Server
+	srv     *server
 	// inflight counts the announces and scrapes being served, when
 	// MaxInflight bounds them.
 	inflight atomic.Int64
@@ -109,46 +113,55 @@ func New(t Tracker, cfg Config, log *slog.Logger) *Frontend {
 }
 
 // ListenAndServe listens on the configured address and serves until
-// Shutdown. It returns once the listener is open, reporting a listen error
-// directly; serving errors go to the log.
+// Shutdown. It returns once the listener is open, reporting a listen or
+// certificate error directly; serving errors go to the log.
 func (f *Frontend) ListenAndServe() (net.Addr, error) {
+	var tlsConfig *tls.Config
+	if f.cfg.TLSCertFile != "" || f.cfg.TLSKeyFile != "" {
+		cert, err := tls.LoadX509KeyPair(f.cfg.TLSCertFile, f.cfg.TLSKeyFile)
+		if err != nil {
+			return nil, err
+		}
+		tlsConfig = &tls.Config{
+			Certificates: []tls.Certificate{cert},
+			MinVersion:   tls.VersionTLS12,
+			NextProtos:   []string{"http/1.1"},
+		}
+	}
 	ln, err := net.Listen("tcp", f.cfg.Addr)
 	if err != nil {
 		return nil, err
 	}
+	addr := ln.Addr()
 	if f.cfg.MaxConnections > 0 {
 		f.conns = newLimitListener(ln, f.cfg.MaxConnections, func() {
 			f.observe("connect", errTooManyConnections, time.Now())
 		})
+		// A refusal cannot be told in plain text to a client that
+		// expects a TLS handshake.
+		f.conns.silent = tlsConfig != nil
 		ln = f.conns
+	}
+	if tlsConfig != nil {
+		ln = tls.NewListener(ln, tlsConfig)
 	}
 	if f.cfg.WrapListener != nil {
 		ln = f.cfg.WrapListener(ln)
 	}
-	f.server = &http.Server{
-		Handler:           f,
-		ReadHeaderTimeout: f.cfg.ReadTimeout,
-		ReadTimeout:       f.cfg.ReadTimeout,
-		WriteTimeout:      f.cfg.WriteTimeout,
-		IdleTimeout:       f.cfg.IdleTimeout,
-		MaxHeaderBytes:    f.cfg.MaxHeaderBytes,
-		ErrorLog:          slog.NewLogLogger(f.log.Handler(), slog.LevelDebug),
-	}
-	go func() {
-		if err := f.server.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
-			f.log.Error("http frontend stopped", "err", err)
-		}
-	}()
-	return ln.Addr(), nil
+	f.srv = newServer(f, ln, tlsConfig != nil)
+	f.srv.wg.Add(1)
+	go f.srv.serve()
+	return addr, nil
 }
 
-// Shutdown stops accepting connections and waits for requests in flight,
-// up to ctx's deadline.
+// Shutdown stops accepting connections, closes the idle ones and waits for
+// the requests in flight to be answered, up to ctx's deadline; then it
+// closes what is left.
 func (f *Frontend) Shutdown(ctx context.Context) error {
-	if f.server == nil {
+	if f.srv == nil {
 		return nil
 	}
-	return f.server.Shutdown(ctx)
+	return f.srv.shutdown(ctx)
 }
 
 // ServeHTTP routes /announce, /scrape and their /<passkey>/ forms, and
@@ -203,25 +216,37 @@ func (f *Frontend) serveAnnounce(w http.ResponseWriter, r *http.Request, passkey
 	start := time.Now()
 	x := f.pool.Get().(*exchange)
 	defer f.pool.Put(x)
+	source, err := f.requestAddr(r)
+	if err == nil {
+		err = f.announce(x, source, passkey, r.Header.Get("User-Agent"), r.URL.RawQuery)
+	}
+	if err != nil {
+		f.failWith(w, r, err)
+	} else {
+		f.write(w, x.buf)
+	}
+	f.observe("announce", err, start)
+}
+
+// announce parses a raw announce query from source and runs it; on success
+// x.buf holds the bencoded answer. passkey and query are read only during
+// the call, userAgent may be kept by the tracker.
+func (f *Frontend) announce(x *exchange, source netip.Addr, passkey, userAgent, query string) error {
 	req, resp := &x.announce, &x.response
 	req.Reset()
 	resp.Reset()
-
-	source, err := f.clientAddr(r)
-	if err == nil {
-		req.Source = source
-		if source.Is4() {
-			req.IPv4 = source
-		} else {
-			req.IPv6 = source
-		}
-		req.Passkey = passkey
-		req.UserAgent = r.Header.Get("User-Agent")
-		if err = f.parser.parseAnnounce(r.URL.RawQuery, req); err != nil {
-			err = f.malformed(source, err)
-		}
+	req.Source = source
+	if source.Is4() {
+		req.IPv4 = source
+	} else {
+		req.IPv6 = source
 	}
-	if err == nil {
+	req.Passkey = passkey
+	req.UserAgent = userAgent
+	err := f.parser.parseAnnounce(query, req)
+	if err != nil {
+		err = f.malformed(source, err)
+	} else {
 		// A client that hangs up must not cancel its announce half
 		// way: the swarm and the transfer it reported are recorded
 		// whether or not it reads the answer. The logic needs nothing
@@ -229,13 +254,12 @@ func (f *Frontend) serveAnnounce(w http.ResponseWriter, r *http.Request, passkey
 		// costs no allocation.
 		err = f.tracker.Announce(context.Background(), req, resp)
 	}
-	if err != nil {
-		f.failWith(w, r, err)
-	} else {
+	if err == nil {
 		x.buf = appendAnnounce(x.buf[:0], req, resp)
-		f.write(w, x.buf)
 	}
-	f.observe("announce", err, start)
+	// The pooled request must not hold on to the caller's strings.
+	req.Passkey, req.UserAgent = "", ""
+	return err
 }
 
 func (f *Frontend) observe(action string, err error, start time.Time) {
@@ -248,44 +272,70 @@ func (f *Frontend) serveScrape(w http.ResponseWriter, r *http.Request, passkey s
 	start := time.Now()
 	x := f.pool.Get().(*exchange)
 	defer f.pool.Put(x)
-	req, resp := &x.scrape, &x.files
-
-	source, err := f.clientAddr(r)
+	source, err := f.requestAddr(r)
 	if err == nil {
-		*req = bittorrent.ScrapeRequest{Passkey: passkey, Source: source, InfoHashes: req.InfoHashes[:0]}
-		if req.InfoHashes, err = parseScrape(r.URL.RawQuery, req.InfoHashes); err != nil {
-			err = f.malformed(source, err)
-		}
-	}
-	if err == nil {
-		err = f.tracker.Scrape(r.Context(), req, resp)
+		err = f.scrape(r.Context(), x, source, passkey, r.URL.RawQuery)
 	}
 	if err != nil {
 		f.failWith(w, r, err)
 	} else {
-		x.buf = appendScrape(x.buf[:0], resp)
 		f.write(w, x.buf)
 	}
 	f.observe("scrape", err, start)
 }
 
-// clientAddr returns the address the request came from: the connection's
-// peer, or, when that peer is a trusted proxy, the address the proxy names.
-func (f *Frontend) clientAddr(r *http.Request) (netip.Addr, error) {
+// scrape parses a raw scrape query from source and runs it; on success
+// x.buf holds the bencoded answer.
+func (f *Frontend) scrape(ctx context.Context, x *exchange, source netip.Addr, passkey, query string) error {
+	req, resp := &x.scrape, &x.files
+	*req = bittorrent.ScrapeRequest{Passkey: passkey, Source: source, InfoHashes: req.InfoHashes[:0]}
+	var err error
+	if req.InfoHashes, err = parseScrape(query, req.InfoHashes); err != nil {
+		err = f.malformed(source, err)
+	} else {
+		err = f.tracker.Scrape(ctx, req, resp)
+	}
+	if err == nil {
+		x.buf = appendScrape(x.buf[:0], resp)
+	}
+	req.Passkey = ""
+	return err
+}
+
+// headerValues are the values of one header field, in order.
+type headerValues interface {
+	Len() int
+	At(i int) string
+}
+
+type stringValues []string
+
+func (v stringValues) Len() int        { return len(v) }
+func (v stringValues) At(i int) string { return v[i] }
+
+// requestAddr is clientAddr for a net/http request.
+func (f *Frontend) requestAddr(r *http.Request) (netip.Addr, error) {
 	ap, err := netip.ParseAddrPort(r.RemoteAddr)
 	if err != nil {
 		return netip.Addr{}, errors.New("cannot read the connection's address " + strconv.Quote(r.RemoteAddr))
 	}
-	addr := ap.Addr().Unmap().WithZone("")
+	return f.clientAddr(ap.Addr(), stringValues(r.Header.Values(f.cfg.RealIPHeader)))
+}
+
+// clientAddr returns the address the request came from: the connection's
+// peer, or, when that peer is a trusted proxy, the address the proxy names
+// in the RealIPHeader, whose values are given.
+func (f *Frontend) clientAddr(peer netip.Addr, values headerValues) (netip.Addr, error) {
+	addr := peer.Unmap().WithZone("")
 	if len(f.cfg.TrustedProxies) == 0 || !f.trusted(addr) {
 		return addr, nil
 	}
-	values := r.Header.Values(f.cfg.RealIPHeader)
-	if len(values) == 0 {
+	n := values.Len()
+	if n == 0 {
 		return netip.Addr{}, bittorrent.ClientError("the reverse proxy did not send the " + f.cfg.RealIPHeader + " header")
 	}
 	if !strings.EqualFold(f.cfg.RealIPHeader, "X-Forwarded-For") {
-		a, err := netip.ParseAddr(strings.TrimSpace(values[len(values)-1]))
+		a, err := netip.ParseAddr(strings.TrimSpace(values.At(n - 1)))
 		if err != nil {
 			return netip.Addr{}, bittorrent.ClientError("the reverse proxy sent an invalid " + f.cfg.RealIPHeader + " header")
 		}
@@ -294,16 +344,24 @@ func (f *Frontend) clientAddr(r *http.Request) (netip.Addr, error) {
 	// X-Forwarded-For grows to the right, one hop at a time; the client
 	// is the right-most hop that is not one of our proxies. Anything to
 	// its left was written by the client and cannot be trusted.
-	for i := len(values) - 1; i >= 0; i-- {
-		hops := strings.Split(values[i], ",")
-		for j := len(hops) - 1; j >= 0; j-- {
-			a, err := netip.ParseAddr(strings.TrimSpace(hops[j]))
+	for i := n - 1; i >= 0; i-- {
+		hops := values.At(i)
+		for {
+			hop := hops
+			j := strings.LastIndexByte(hops, ',')
+			if j >= 0 {
+				hop, hops = hops[j+1:], hops[:j]
+			}
+			a, err := netip.ParseAddr(strings.TrimSpace(hop))
 			if err != nil {
 				return netip.Addr{}, bittorrent.ClientError("the reverse proxy sent an invalid X-Forwarded-For header")
 			}
 			a = a.Unmap().WithZone("")
 			if !f.trusted(a) {
 				return a, nil
+			}
+			if j < 0 {
+				break
 			}
 		}
 	}
@@ -319,17 +377,23 @@ func (f *Frontend) trusted(a netip.Addr) bool {
 	return false
 }
 
-// failWith answers an error. A client's mistake is told as it is; anything
-// else is logged and the client learns only that the tracker failed.
+// failWith answers an error.
 func (f *Frontend) failWith(w http.ResponseWriter, r *http.Request, err error) {
+	status, reason := f.failure(err, r.RemoteAddr, r.URL.Path)
+	f.fail(w, status, reason)
+}
+
+// failure turns an error into the status and failure reason to answer. A
+// client's mistake is told as it is; anything else is logged and the
+// client learns only that the tracker failed.
+func (f *Frontend) failure(err error, remote, path string) (int, string) {
 	var ce bittorrent.ClientError
 	if errors.As(err, &ce) {
-		f.log.Debug("request refused", "remote", r.RemoteAddr, "reason", ce.Error())
-		f.fail(w, http.StatusOK, ce.Error())
-		return
+		f.log.Debug("request refused", "remote", remote, "reason", ce.Error())
+		return http.StatusOK, ce.Error()
 	}
-	f.log.Error("request failed", "remote", r.RemoteAddr, "path", r.URL.Path, "err", err)
-	f.fail(w, http.StatusInternalServerError, "internal tracker error, try again later")
+	f.log.Error("request failed", "remote", remote, "path", path, "err", err)
+	return http.StatusInternalServerError, "internal tracker error, try again later"
 }
 
 // fail writes a bencoded failure reason. Client errors use status 200,

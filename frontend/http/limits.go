@@ -67,7 +67,7 @@ func (f *Frontend) shed(w http.ResponseWriter, action string) {
 }
 
 // The answer to a connection over max_connections, written straight to
-// the socket: net/http never sees the connection.
+// the socket: the server never sees the connection.
 var tooManyConnections = func() []byte {
 	body := appendFailure(nil, string(errTooManyConnections))
 	head := "HTTP/1.1 503 Service Unavailable\r\n" +
@@ -96,6 +96,9 @@ type limitListener struct {
 	active    atomic.Int64
 	rejecting atomic.Int64
 	refused   func()
+	// silent closes an excess connection without the 503, for a TLS
+	// port, where the answer would have to wait for a handshake.
+	silent bool
 }
 
 func newLimitListener(ln net.Listener, max int, refused func()) *limitListener {
@@ -125,6 +128,10 @@ func (l *limitListener) Accept() (net.Conn, error) {
 func (l *limitListener) reject(c net.Conn) {
 	if l.refused != nil {
 		l.refused()
+	}
+	if l.silent {
+		_ = c.Close()
+		return
 	}
 	if l.rejecting.Add(1) > maxRejecting {
 		l.rejecting.Add(-1)
@@ -162,8 +169,9 @@ func (c *limitedConn) Close() error {
 	return c.Conn.Close()
 }
 
-// CloseWrite lets net/http shut the write side before closing, as it does
-// for a bare TCP connection, so its error answers are not lost to a reset.
+// CloseWrite lets the server shut the write side before closing, as it
+// does for a bare TCP connection, so its error answers are not lost to a
+// reset.
 func (c *limitedConn) CloseWrite() error {
 	if cw, ok := c.Conn.(interface{ CloseWrite() error }); ok {
 		return cw.CloseWrite()
