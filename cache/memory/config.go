@@ -20,12 +20,16 @@ type config struct {
 	// snapshotFile is where the swarms are written on Close and read
 	// back on Open; empty: nowhere.
 	snapshotFile string
+	// peerIDs keeps every peer's id, which only answers in the
+	// dictionary model (HTTP compact=0 without no_peer_id) list: 20 bytes
+	// a peer.
+	peerIDs bool
 }
 
 const maxShards = 1 << 16
 
 func defaultConfig() config {
-	return config{shards: 1024, reapInterval: time.Minute}
+	return config{shards: 1024, reapInterval: time.Minute, peerIDs: true}
 }
 
 // parseConfig reads the JSON block strictly over the defaults. An empty
@@ -35,6 +39,7 @@ func parseConfig(raw json.RawMessage) (config, error) {
 		Shards       json.RawMessage `json:"shards"`
 		ReapInterval json.RawMessage `json:"reap_interval"`
 		SnapshotFile json.RawMessage `json:"snapshot_file"`
+		PeerIDs      json.RawMessage `json:"peer_ids"`
 	}
 	c := defaultConfig()
 	if err := driverconfig.Decode(raw, &block); err != nil {
@@ -57,6 +62,11 @@ func parseConfig(raw json.RawMessage) (config, error) {
 		}
 		if strings.ContainsRune(c.snapshotFile, 0) {
 			return c, errors.New("snapshot_file: must not contain a NUL byte")
+		}
+	}
+	if driverconfig.Set(block.PeerIDs) {
+		if err := json.Unmarshal(block.PeerIDs, &c.peerIDs); err != nil {
+			return c, errors.New("peer_ids: must be true or false")
 		}
 	}
 	return c, nil

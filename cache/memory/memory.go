@@ -95,6 +95,13 @@ type store struct {
 	// never dropped before its lifetime has passed.
 	life uint32
 
+	// key hashes peer identities; see peerKey. It changes only when a
+	// snapshot is installed, under every shard lock.
+	key peerKey
+	// layout is what every record carries beside the endpoint: the peer
+	// id when answers may list it.
+	layout uint8
+
 	// snapshotFile is written by Close and read by Open; empty: none.
 	snapshotFile string
 	log          *slog.Logger
@@ -125,7 +132,9 @@ func open(c config, opts cache.Options) (*store, error) {
 		epoch:        opts.Now().Add(-time.Duration(min(life, 1<<30)) * time.Second),
 		life:         life,
 		snapshotFile: c.snapshotFile,
+		layout:       layoutOf(c),
 		log:          opts.Log,
+		key:          peerKey{rand.Uint64(), rand.Uint64()},
 		stop:         make(chan struct{}),
 		done:         make(chan struct{}),
 	}
@@ -136,6 +145,14 @@ func open(c config, opts cache.Options) (*store, error) {
 	}
 	go st.run(c.reapInterval)
 	return st, nil
+}
+
+// layoutOf returns the record layout a configuration asks for.
+func layoutOf(c config) uint8 {
+	if c.peerIDs {
+		return withID
+	}
+	return 0
 }
 
 // seconds turns a time into the store's second counter.
@@ -174,74 +191,117 @@ func (st *store) Announce(_ context.Context, a *cache.Announce, r *cache.Result)
 			// create a swarm.
 			return nil
 		}
-		s = newSwarm(now)
+		s = newSwarm(now, st.layout)
 		sh.swarms[a.InfoHash] = s
 	}
 	s.touched = now
 
-	key := peerKey{user: a.UserID, id: a.PeerID}
-	i := s.find(key)
-	if i >= 0 {
-		r.Known = true
-		r.PrevUploaded = s.peers[i].uploaded
-		r.PrevDownloaded = s.peers[i].downloaded
+	// The key is read under the shard lock: a snapshot replaces it while
+	// holding every shard lock.
+	h := st.key.sum(a.UserID, &a.PeerID)
+	i4, i6 := s.locate(h, want6 && !want4)
+	var f uint8
+	switch {
+	case i4 >= 0:
+		f = s.v4.flags(i4)
+		r.PrevUploaded, r.PrevDownloaded = s.v4.totals(i4)
+	case i6 >= 0:
+		f = s.v6.flags(i6)
+		r.PrevUploaded, r.PrevDownloaded = s.v6.totals(i6)
 	}
+	r.Known = i4 >= 0 || i6 >= 0
 	switch {
 	case a.Event == bittorrent.Stopped:
-		if i >= 0 {
-			s.remove(i)
+		if i4 >= 0 {
+			s.v4.remove(i4)
 		}
-		i = -1
-	case i >= 0 || adds:
-		if i < 0 {
-			i = s.add(key)
+		if i6 >= 0 {
+			s.v6.remove(i6)
 		}
-		i, r.Snatched = s.update(i, a, v4, want4, want6, now)
+		if r.Known {
+			s.peers--
+			if f&seeder != 0 {
+				s.seeders--
+			}
+		}
+		i4, i6 = -1, -1
+	case r.Known || adds:
+		i4, i6, f, r.Snatched = s.update(i4, i6, f, h, a, v4, want4, want6, now)
 	}
 
-	r.Complete = uint32(s.seeders)
-	r.Incomplete = uint32(len(s.peers) - s.seeders)
+	r.Complete = s.seeders
+	r.Incomplete = s.peers - s.seeders
 	r.Snatches = s.snatches
-	if i >= 0 && a.NumWant > 0 {
-		n4, n6 := 0, 0
+	if (i4 >= 0 || i6 >= 0) && a.NumWant > 0 {
+		// A peer that does not download gets only downloaders.
+		downOnly := f&(seeder|paused) != 0
 		if want4 {
-			n4 = a.NumWant
+			r.Peers4 = s.v4.pick(i4, downOnly, a.NumWant, &sh.rng, r.Peers4)
 		}
 		if want6 {
-			n6 = a.NumWant
+			r.Peers6 = s.v6.pick(i6, downOnly, a.NumWant, &sh.rng, r.Peers6)
 		}
-		r.Peers4, r.Peers6 = s.pick(i, n4, n6, &sh.rng, r.Peers4, r.Peers6)
 	}
 	return nil
 }
 
-// update applies an announce other than stopped to the peer in slot i and
-// returns its slot, which changes when the peer starts or stops
-// downloading.
-func (s *swarm) update(i int, a *cache.Announce, v4 netip.Addr, want4, want6 bool, now uint32) (slot int, snatch bool) {
-	p := &s.peers[i]
-	f := p.flags &^ (seeder | paused)
+// update applies an announce other than stopped to the peer with hash h,
+// whose records are in slots i4 and i6 (-1: none) with flags f, adding a
+// record for each family the announce came over. It returns the records'
+// slots, which change when the peer starts or stops downloading, and the
+// peer's new flags.
+func (s *swarm) update(i4, i6 int, f uint8, h uint64, a *cache.Announce, v4 netip.Addr, want4, want6 bool, now uint32) (int, int, uint8, bool) {
+	known := i4 >= 0 || i6 >= 0
+	was := known && f&seeder != 0
+	f &^= seeder | paused | dual
 	if a.Seeder {
 		f |= seeder
 	}
 	if a.Event == bittorrent.Paused {
 		f |= paused
 	}
+	snatch := false
 	if a.Event == bittorrent.Completed && f&snatched == 0 {
 		f |= snatched
 		s.snatches++
 		snatch = true
 	}
 	if want4 {
-		p.addr4, p.port4, p.seen4 = v4.As4(), a.Port, now
-		f |= has4
+		if i4 < 0 {
+			i4 = s.v4.add(h)
+			s.v4.setID(i4, &a.PeerID)
+		}
+		s.v4.setEndpoint(i4, v4, a.Port, now)
 	}
 	if want6 {
-		p.addr6, p.port6, p.seen6 = a.IPv6.As16(), a.Port, now
-		f |= has6
+		if i6 < 0 {
+			i6 = s.v6.add(h)
+			s.v6.setID(i6, &a.PeerID)
+		}
+		s.v6.setEndpoint(i6, a.IPv6, a.Port, now)
 	}
-	p.uploaded, p.downloaded = a.Uploaded, a.Downloaded
-	return s.setFlags(i, f), snatch
+	if !known {
+		s.peers++
+	}
+	if is := f&seeder != 0; is != was {
+		if is {
+			s.seeders++
+		} else {
+			s.seeders--
+		}
+	}
+	if i4 >= 0 && i6 >= 0 {
+		f |= dual
+	}
+	if i4 >= 0 {
+		s.v4.setTotals(i4, a.Uploaded, a.Downloaded)
+		i4 = s.v4.setFlags(i4, f)
+	}
+	if i6 >= 0 {
+		s.v6.setTotals(i6, a.Uploaded, a.Downloaded)
+		i6 = s.v6.setFlags(i6, f)
+	}
+	return i4, i6, f, snatch
 }
 
 // Scrape implements cache.Store.
@@ -253,8 +313,8 @@ func (st *store) Scrape(_ context.Context, hashes []bittorrent.InfoHash, dst []b
 		if s := sh.lookup(h, now, st.life); s != nil {
 			dst = append(dst, bittorrent.Scrape{
 				InfoHash:   h,
-				Complete:   uint32(s.seeders),
-				Incomplete: uint32(len(s.peers) - s.seeders),
+				Complete:   s.seeders,
+				Incomplete: s.peers - s.seeders,
 				Snatches:   s.snatches,
 			})
 		}
@@ -280,8 +340,8 @@ func (st *store) Walk(ctx context.Context, fn func(bittorrent.Scrape) error) err
 			if s := sh.lookup(h, now, st.life); s != nil {
 				batch = append(batch, bittorrent.Scrape{
 					InfoHash:   h,
-					Complete:   uint32(s.seeders),
-					Incomplete: uint32(len(s.peers) - s.seeders),
+					Complete:   s.seeders,
+					Incomplete: s.peers - s.seeders,
 					Snatches:   s.snatches,
 				})
 			}
@@ -353,7 +413,7 @@ func (sh *shard) lookup(h bittorrent.InfoHash, now, life uint32) *swarm {
 		return nil
 	}
 	s.sweep(now, life)
-	if len(s.peers) == 0 && expired(s.touched, now, life) {
+	if s.peers == 0 && expired(s.touched, now, life) {
 		delete(sh.swarms, h)
 		return nil
 	}

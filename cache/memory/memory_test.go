@@ -40,9 +40,12 @@ func TestConfig(t *testing.T) {
 		{in: ``, want: def},
 		{in: `null`, want: def},
 		{in: ` {} `, want: def},
-		{in: `{"shards": 16, "reap_interval": "30s"}`, want: config{shards: 16, reapInterval: 30 * time.Second}},
-		{in: `{"shards": 1}`, want: config{shards: 1, reapInterval: def.reapInterval}},
-		{in: `{"shards": 65536}`, want: config{shards: 65536, reapInterval: def.reapInterval}},
+		{in: `{"shards": 16, "reap_interval": "30s"}`, want: config{shards: 16, reapInterval: 30 * time.Second, peerIDs: def.peerIDs}},
+		{in: `{"shards": 1}`, want: config{shards: 1, reapInterval: def.reapInterval, peerIDs: def.peerIDs}},
+		{in: `{"shards": 65536}`, want: config{shards: 65536, reapInterval: def.reapInterval, peerIDs: def.peerIDs}},
+		{in: `{"peer_ids": false}`, want: config{shards: def.shards, reapInterval: def.reapInterval}},
+		{in: `{"peer_ids": true}`, want: config{shards: def.shards, reapInterval: def.reapInterval, peerIDs: true}},
+		{in: `{"peer_ids": 1}`, err: "peer_ids: must be true or false"},
 		{in: `{"shards": null}`, want: def},
 		{in: `{"shards": 0}`, err: "shards: must be a power of two between 1 and 65536"},
 		{in: `{"shards": 3}`, err: "shards: must be a power of two between 1 and 65536"},
@@ -195,7 +198,7 @@ func TestReapDeletesIdleSwarms(t *testing.T) {
 	if s.swarm(stopped) != nil {
 		t.Error("an empty swarm survived the reaper a lifetime after its last announce")
 	}
-	if sw := s.swarm(busy); sw == nil || len(sw.peers) != 1 {
+	if sw := s.swarm(busy); sw == nil || sw.peers != 1 {
 		t.Error("the reaper removed a live peer")
 	}
 }
@@ -225,41 +228,58 @@ func TestCompact(t *testing.T) {
 	clk.Advance(lifetime/2 + 2*time.Second)
 	s.reap(clk.Now())
 	sw := s.swarm(h)
-	if len(sw.peers) != 10 || cap(sw.peers) > 32 || sw.index == nil {
-		t.Errorf("after shrinking to 10 peers: len %d, cap %d, indexed %v", len(sw.peers), cap(sw.peers), sw.index != nil)
+	if sw.v4.n != 10 || cap(sw.v4.b) > 32*int(sw.v4.stride) || sw.v4.index != nil {
+		t.Errorf("after shrinking to 10 peers: len %d, capacity %d records, indexed %v", sw.v4.n, cap(sw.v4.b)/int(sw.v4.stride), sw.v4.index != nil)
 	}
 	if err := sw.check(); err != nil {
 		t.Fatal(err)
 	}
 }
 
-// check verifies a swarm's invariants: the partition, the index and the
-// seeder count.
+// check verifies a swarm's invariants: the partitions, the indexes, the
+// dual-stack links and the counts.
 func (s *swarm) check() error {
-	seeders := 0
-	for i := range s.peers {
-		p := &s.peers[i]
-		if p.downloads() != (i < s.downloaders) {
-			return fmt.Errorf("slot %d (flags %05b) on the wrong side of the border %d", i, p.flags, s.downloaders)
+	peers, seeders := 0, 0
+	for _, fam := range []struct {
+		name      string
+		l, other  *list
+		countDual bool
+	}{{"IPv4", &s.v4, &s.v6, true}, {"IPv6", &s.v6, &s.v4, false}} {
+		l := fam.l
+		if len(l.b) != int(l.n)*int(l.stride) {
+			return fmt.Errorf("%s: %d bytes for %d records of %d", fam.name, len(l.b), l.n, l.stride)
 		}
-		if p.flags&(has4|has6) == 0 {
-			return fmt.Errorf("slot %d has no endpoint", i)
+		for i := range int(l.n) {
+			f := l.flags(i)
+			if l.downloads(i) != (i < int(l.down)) {
+				return fmt.Errorf("%s slot %d (flags %04b) on the wrong side of the border %d", fam.name, i, f, l.down)
+			}
+			if j := l.find(l.hash(i)); j != i {
+				return fmt.Errorf("%s record in slot %d is found in slot %d", fam.name, i, j)
+			}
+			j := fam.other.find(l.hash(i))
+			if (j >= 0) != (f&dual != 0) {
+				return fmt.Errorf("%s slot %d: dual flag %v, record in the other family %v", fam.name, i, f&dual != 0, j >= 0)
+			}
+			if j >= 0 && fam.other.flags(j) != f {
+				return fmt.Errorf("%s slot %d: flags %04b, the other family's %04b", fam.name, i, f, fam.other.flags(j))
+			}
+			if j < 0 || fam.countDual {
+				peers++
+				if f&seeder != 0 {
+					seeders++
+				}
+			}
 		}
-		if p.flags&seeder != 0 {
-			seeders++
+		if l.index == nil && l.n > indexAbove {
+			return fmt.Errorf("%s: no index for %d records", fam.name, l.n)
 		}
-		if s.find(p.key) != i {
-			return fmt.Errorf("peer in slot %d is found in slot %d", i, s.find(p.key))
+		if l.index != nil && l.index.used != int(l.n) {
+			return fmt.Errorf("%s: index has %d entries for %d records", fam.name, l.index.used, l.n)
 		}
 	}
-	if seeders != s.seeders {
-		return fmt.Errorf("seeder count %d, want %d", s.seeders, seeders)
-	}
-	if s.index == nil && len(s.peers) > indexAbove {
-		return fmt.Errorf("no index for %d peers", len(s.peers))
-	}
-	if s.index != nil && len(s.index) != len(s.peers) {
-		return fmt.Errorf("index has %d entries for %d peers", len(s.index), len(s.peers))
+	if peers != int(s.peers) || seeders != int(s.seeders) {
+		return fmt.Errorf("counts %d peers, %d seeders; want %d, %d", s.peers, s.seeders, peers, seeders)
 	}
 	return nil
 }

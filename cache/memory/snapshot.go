@@ -8,6 +8,7 @@ import (
 	"hash/crc32"
 	"io"
 	"io/fs"
+	"math/rand/v2"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -21,14 +22,17 @@ import (
 // Open so that a graceful restart keeps the swarms. All integers are
 // big-endian.
 //
-//	header   magic "CHYSWARM", version uint16 (1), reserved uint16 (0),
-//	         the writer's wall clock int64 (Unix nanoseconds)
+//	header   magic "CHYSWARM", version uint16 (2), reserved uint16 (0),
+//	         the writer's wall clock int64 (Unix nanoseconds),
+//	         the store's peer key, two uint64
 //	swarm    tag uint8 (1), info hash [20], snatches uint32,
 //	         age of the last announce uint32 (seconds), peer count uint32,
 //	         then that many peers
 //	peer     flags uint8 (1 IPv4 endpoint, 2 IPv6 endpoint, 4 seeder,
-//	         8 paused, 16 snatched; at least one endpoint), user uint32,
-//	         peer id [20], uploaded uint64, downloaded uint64;
+//	         8 paused, 16 snatched, 32 totals, 64 peer id; at least one
+//	         endpoint), the peer's keyed hash uint64;
+//	         with flag 32: uploaded uint64, downloaded uint64;
+//	         with flag 64: peer id [20];
 //	         with flag 1: IPv4 address [4], port uint16, age uint32;
 //	         with flag 2: IPv6 address [16], port uint16, age uint32
 //	trailer  tag uint8 (0), swarm count uint64, peer count uint64,
@@ -37,34 +41,45 @@ import (
 // Times are ages, in seconds before the writer's clock, so they mean the
 // same in a store opened later: the reader adds the time that passed since
 // the snapshot was written and drops what has outlived the peer lifetime
-// meanwhile. A peer takes 51 bytes with an IPv4 endpoint only, 63 with an
-// IPv6 one only, 73 with both; a swarm 33 bytes beside its peers.
+// meanwhile. Peers are stored by the hash of their identity, which only
+// means something with the key that made it, so the key is in the header
+// and the reading store adopts it. An IPv4 peer takes 19 bytes with neither
+// totals nor peer id; a swarm 33 bytes beside its peers.
+//
+// Version 1 files, which stored the user id and peer id of every peer and
+// always the totals, are still read: their peers are hashed with a new key
+// on loading.
 const (
 	snapMagic   = "CHYSWARM"
-	snapVersion = 1
+	snapVersion = 2
 
 	snapHeaderSize  = len(snapMagic) + 2 + 2 + 8
+	snapKeySize     = 16
 	snapSwarmSize   = 20 + 4 + 4 + 4
-	snapPeerSize    = 4 + 20 + 8 + 8 // after the flags byte
 	snapEndpoint4   = 4 + 2 + 4
 	snapEndpoint6   = 16 + 2 + 4
 	snapTrailerSize = 8 + 8
+	// snapV1PeerSize is a version 1 peer after its flags: user, peer id,
+	// totals.
+	snapV1PeerSize = 4 + 20 + 8 + 8
 
 	snapTagEnd   = 0
 	snapTagSwarm = 1
 
-	// snapFlags are the peer flags a snapshot may carry. Their values are
-	// the record's flags; TestSnapshotFlagValues pins them, since changing
-	// one changes the format.
-	snapFlags = has4 | has6 | seeder | paused | snatched
+	// Peer flags. The first five mean the same in both versions.
+	snapHas4     = 1
+	snapHas6     = 2
+	snapSeeder   = 4
+	snapPaused   = 8
+	snapSnatched = 16
+	snapTotals   = 32
+	snapID       = 64
+	snapV1Flags  = snapHas4 | snapHas6 | snapSeeder | snapPaused | snapSnatched
+	snapV2Flags  = snapV1Flags | snapTotals | snapID
 
 	// snapChunk is how much encoded data is collected before it is written
 	// out, and the reader's buffer size.
 	snapChunk = 64 << 10
-	// snapMaxPrealloc bounds the peers allocated for a swarm before they
-	// are read, so that a peer count a corrupt file inflates costs no more
-	// memory than the data that is actually there.
-	snapMaxPrealloc = 4096
 )
 
 var castagnoli = crc32.MakeTable(crc32.Castagnoli)
@@ -127,6 +142,11 @@ func (st *store) writeSnapshot(w io.Writer) (snapStats, error) {
 	for i := range st.shards {
 		sh := &st.shards[i]
 		sh.mu.Lock()
+		if i == 0 {
+			// The key only changes under every shard lock.
+			buf = binary.BigEndian.AppendUint64(buf, st.key[0])
+			buf = binary.BigEndian.AppendUint64(buf, st.key[1])
+		}
 		for h := range sh.swarms {
 			s := sh.lookup(h, now, st.life)
 			if s == nil {
@@ -134,7 +154,7 @@ func (st *store) writeSnapshot(w io.Writer) (snapStats, error) {
 			}
 			buf = s.appendSnapshot(buf, h, now)
 			stats.swarms++
-			stats.peers += len(s.peers)
+			stats.peers += int(s.peers)
 		}
 		sh.mu.Unlock()
 		if len(buf) >= snapChunk {
@@ -163,32 +183,84 @@ func age(seen, now uint32) uint32 {
 	return 0
 }
 
-// appendSnapshot appends the swarm's record to buf.
+// appendSnapshot appends the swarm's record to buf: its IPv4 records, each
+// with its peer's IPv6 endpoint if it is dual-stack, then the IPv6 records
+// of the peers that have no IPv4 one.
 func (s *swarm) appendSnapshot(buf []byte, h bittorrent.InfoHash, now uint32) []byte {
 	buf = append(buf, snapTagSwarm)
 	buf = append(buf, h[:]...)
 	buf = binary.BigEndian.AppendUint32(buf, s.snatches)
 	buf = binary.BigEndian.AppendUint32(buf, age(s.touched, now))
-	buf = binary.BigEndian.AppendUint32(buf, uint32(len(s.peers)))
-	for i := range s.peers {
-		p := &s.peers[i]
-		buf = append(buf, p.flags)
-		buf = binary.BigEndian.AppendUint32(buf, p.key.user)
-		buf = append(buf, p.key.id[:]...)
-		buf = binary.BigEndian.AppendUint64(buf, p.uploaded)
-		buf = binary.BigEndian.AppendUint64(buf, p.downloaded)
-		if p.flags&has4 != 0 {
-			buf = append(buf, p.addr4[:]...)
-			buf = binary.BigEndian.AppendUint16(buf, p.port4)
-			buf = binary.BigEndian.AppendUint32(buf, age(p.seen4, now))
+	buf = binary.BigEndian.AppendUint32(buf, s.peers)
+	for i := range int(s.v4.n) {
+		j := -1
+		if s.v4.flags(i)&dual != 0 {
+			j = s.v6.find(s.v4.hash(i))
 		}
-		if p.flags&has6 != 0 {
-			buf = append(buf, p.addr6[:]...)
-			buf = binary.BigEndian.AppendUint16(buf, p.port6)
-			buf = binary.BigEndian.AppendUint32(buf, age(p.seen6, now))
+		buf = appendPeer(buf, &s.v4, i, &s.v6, j, now)
+	}
+	for j := range int(s.v6.n) {
+		if s.v6.flags(j)&dual == 0 {
+			buf = appendPeer(buf, nil, -1, &s.v6, j, now)
 		}
 	}
 	return buf
+}
+
+// appendPeer appends the peer whose records are slot i of v4 and slot j of
+// v6 (-1: none).
+func appendPeer(buf []byte, v4 *list, i int, v6 *list, j int, now uint32) []byte {
+	l, k := v4, i
+	if i < 0 {
+		l, k = v6, j
+	}
+	f := l.flags(k)
+	var sf uint8
+	if i >= 0 {
+		sf |= snapHas4
+	}
+	if j >= 0 {
+		sf |= snapHas6
+	}
+	if f&seeder != 0 {
+		sf |= snapSeeder
+	}
+	if f&paused != 0 {
+		sf |= snapPaused
+	}
+	if f&snatched != 0 {
+		sf |= snapSnatched
+	}
+	up, down := l.totals(k)
+	if up|down != 0 {
+		sf |= snapTotals
+	}
+	if l.layout&withID != 0 {
+		sf |= snapID
+	}
+	buf = append(buf, sf)
+	buf = binary.BigEndian.AppendUint64(buf, l.hash(k))
+	if sf&snapTotals != 0 {
+		buf = binary.BigEndian.AppendUint64(buf, up)
+		buf = binary.BigEndian.AppendUint64(buf, down)
+	}
+	if sf&snapID != 0 {
+		id := l.id(k)
+		buf = append(buf, id[:]...)
+	}
+	if i >= 0 {
+		buf = appendEndpoint(buf, v4, i, now)
+	}
+	if j >= 0 {
+		buf = appendEndpoint(buf, v6, j, now)
+	}
+	return buf
+}
+
+func appendEndpoint(buf []byte, l *list, i int, now uint32) []byte {
+	r := l.rec(i)
+	buf = append(buf, r[offAddr:offAddr+int(l.alen)+2]...)
+	return binary.BigEndian.AppendUint32(buf, age(l.seen(i), now))
 }
 
 // decoder reads a snapshot, keeping the checksum of what it has read and
@@ -197,7 +269,7 @@ type decoder struct {
 	r   *bufio.Reader
 	crc uint32
 	off int64
-	buf [snapPeerSize + snapEndpoint4 + snapEndpoint6]byte
+	buf [snapV1PeerSize + snapEndpoint4 + snapEndpoint6]byte
 }
 
 // next reads the next n bytes into a buffer valid until the next call.
@@ -238,6 +310,15 @@ func (rb rebaser) seen(age uint32) (uint32, bool) {
 	return rb.now - uint32(total), total <= uint64(rb.life)
 }
 
+// swarmReader is what decoding a snapshot needs beside the bytes.
+type swarmReader struct {
+	d       *decoder
+	rb      rebaser
+	version uint16
+	key     peerKey
+	layout  uint8
+}
+
 // readSnapshot decodes a whole snapshot into new swarms and, only if all of
 // it is valid, puts them into the store, which must hold no swarms.
 func (st *store) readSnapshot(r io.Reader) (snapStats, error) {
@@ -254,18 +335,28 @@ func (st *store) readSnapshot(r io.Reader) (snapStats, error) {
 		return stats, errSnapMagic
 	}
 	b = b[len(snapMagic):]
-	if v := binary.BigEndian.Uint16(b); v != snapVersion {
-		return stats, fmt.Errorf("snapshot format version %d is not supported (this build reads version %d)", v, snapVersion)
+	sr := swarmReader{d: d, version: binary.BigEndian.Uint16(b), layout: st.layout}
+	if sr.version != 1 && sr.version != snapVersion {
+		return stats, fmt.Errorf("snapshot format version %d is not supported (this build reads versions 1 and %d)", sr.version, snapVersion)
 	}
 	if reserved := binary.BigEndian.Uint16(b[2:]); reserved != 0 {
 		return stats, errAt(int64(len(snapMagic))+2, "reserved header field is %#x, want 0", reserved)
 	}
 	stats.written = time.Unix(0, int64(binary.BigEndian.Uint64(b[4:])))
+	if sr.version == 1 {
+		// Version 1 peers are hashed on loading, with a key of their own.
+		sr.key = peerKey{rand.Uint64(), rand.Uint64()}
+	} else {
+		if b, err = d.next(snapKeySize); err != nil {
+			return stats, err
+		}
+		sr.key = peerKey{binary.BigEndian.Uint64(b), binary.BigEndian.Uint64(b[8:])}
+	}
 
 	wall := st.now()
-	rb := rebaser{now: st.seconds(wall), life: st.life}
+	sr.rb = rebaser{now: st.seconds(wall), life: st.life}
 	if down := wall.Sub(stats.written); down > 0 {
-		rb.down = uint64(down / time.Second)
+		sr.rb.down = uint64(down / time.Second)
 	}
 
 	staged := make([]map[bittorrent.InfoHash]*swarm, len(st.shards))
@@ -294,12 +385,12 @@ func (st *store) readSnapshot(r io.Reader) (snapStats, error) {
 		if _, again := dead[h]; dup || again {
 			return stats, errAt(start, "swarm %x appears twice", h[:])
 		}
-		s, live, dropped, err := d.readSwarm(b[20:], rb)
+		s, live, dropped, err := sr.readSwarm(b[20:])
 		if err != nil {
 			return stats, fmt.Errorf("swarm %x: %w", h[:], err)
 		}
 		swarms++
-		peers += uint64(len(s.peers) + dropped)
+		peers += uint64(int(s.peers) + dropped)
 		stats.expiredPeers += dropped
 		if !live {
 			if dead == nil {
@@ -314,7 +405,7 @@ func (st *store) readSnapshot(r io.Reader) (snapStats, error) {
 		}
 		staged[i][h] = s
 		stats.swarms++
-		stats.peers += len(s.peers)
+		stats.peers += int(s.peers)
 	}
 
 	start := d.off
@@ -339,131 +430,160 @@ func (st *store) readSnapshot(r io.Reader) (snapStats, error) {
 		return stats, errAt(d.off, "data after the checksum")
 	}
 	stats.bytes = d.off
-	return stats, st.install(staged)
+	return stats, st.install(staged, sr.key)
+}
+
+// snapPeer is a peer as a snapshot describes it.
+type snapPeer struct {
+	flags    uint8
+	hash     uint64
+	up, down uint64
+	id       bittorrent.PeerID
+	addr4    netip.Addr
+	addr6    netip.Addr
+	port4    uint16
+	port6    uint16
+	// seen4 and seen6 are in store seconds; live4 and live6 say whether
+	// the endpoints are still within the lifetime.
+	seen4, seen6 uint32
+	live4, live6 bool
+}
+
+// readPeer decodes one peer.
+func (sr *swarmReader) readPeer(p *snapPeer) error {
+	d := sr.d
+	start := d.off
+	b, err := d.next(1)
+	if err != nil {
+		return err
+	}
+	f := b[0]
+	valid := uint8(snapV2Flags)
+	if sr.version == 1 {
+		valid = snapV1Flags
+	}
+	if f&^valid != 0 || f&(snapHas4|snapHas6) == 0 {
+		return errAt(start, "invalid peer flags %#x", f)
+	}
+	*p = snapPeer{flags: f}
+	if sr.version == 1 {
+		if b, err = d.next(snapV1PeerSize); err != nil {
+			return err
+		}
+		p.id = bittorrent.PeerID(b[4:24])
+		p.hash = sr.key.sum(binary.BigEndian.Uint32(b), &p.id)
+		p.up, p.down = binary.BigEndian.Uint64(b[24:]), binary.BigEndian.Uint64(b[32:])
+		p.flags |= snapID
+	} else {
+		size := 8
+		if f&snapTotals != 0 {
+			size += totalsLen
+		}
+		if f&snapID != 0 {
+			size += len(p.id)
+		}
+		if b, err = d.next(size); err != nil {
+			return err
+		}
+		p.hash = binary.BigEndian.Uint64(b)
+		b = b[8:]
+		if f&snapTotals != 0 {
+			p.up, p.down = binary.BigEndian.Uint64(b), binary.BigEndian.Uint64(b[8:])
+			if p.up|p.down == 0 {
+				return errAt(start, "totals flagged but zero")
+			}
+			b = b[totalsLen:]
+		}
+		if f&snapID != 0 {
+			p.id = bittorrent.PeerID(b)
+		}
+	}
+	if f&snapHas4 != 0 {
+		if b, err = d.next(snapEndpoint4); err != nil {
+			return err
+		}
+		p.addr4 = netip.AddrFrom4([4]byte(b))
+		p.port4 = binary.BigEndian.Uint16(b[4:])
+		p.seen4, p.live4 = sr.rb.seen(binary.BigEndian.Uint32(b[6:]))
+	}
+	if f&snapHas6 != 0 {
+		if b, err = d.next(snapEndpoint6); err != nil {
+			return err
+		}
+		p.addr6 = netip.AddrFrom16([16]byte(b))
+		if p.addr6.Is4In6() {
+			return errAt(start, "an IPv4-mapped address as the IPv6 endpoint")
+		}
+		p.port6 = binary.BigEndian.Uint16(b[16:])
+		p.seen6, p.live6 = sr.rb.seen(binary.BigEndian.Uint32(b[18:]))
+	}
+	return nil
 }
 
 // readSwarm reads the peers of the swarm whose header, after the info
-// hash, is hdr, and builds the swarm as announces would have: downloaders
-// first, the seeder count, the index. Peers with no endpoint left within
-// the lifetime are dropped and counted in dropped. A swarm left with no
-// peers is live while its last announce is within the lifetime, as lookup
-// has it.
-func (d *decoder) readSwarm(hdr []byte, rb rebaser) (s *swarm, live bool, dropped int, err error) {
-	snatches := binary.BigEndian.Uint32(hdr)
+// hash, is hdr, and builds the swarm as announces would have. Peers with
+// no endpoint left within the lifetime are dropped and counted in
+// dropped. A swarm left with no peers is live while its last announce is
+// within the lifetime, as lookup has it.
+func (sr *swarmReader) readSwarm(hdr []byte) (s *swarm, live bool, dropped int, err error) {
+	rb := sr.rb
 	touched, recent := rb.seen(binary.BigEndian.Uint32(hdr[4:]))
 	n := binary.BigEndian.Uint32(hdr[8:])
-	s = &swarm{
-		snatches: snatches,
-		touched:  touched,
-		oldest:   rb.now,
-		peers:    make([]peer, 0, min(n, snapMaxPrealloc)),
-	}
+	s = newSwarm(rb.now, sr.layout)
+	s.snatches = binary.BigEndian.Uint32(hdr)
+	s.touched = touched
+	var p snapPeer
 	for range n {
-		start := d.off
-		b, err := d.next(1)
-		if err != nil {
+		start := sr.d.off
+		if err := sr.readPeer(&p); err != nil {
 			return nil, false, 0, err
 		}
-		f := b[0]
-		if f&^snapFlags != 0 || f&(has4|has6) == 0 {
-			return nil, false, 0, errAt(start, "invalid peer flags %#x", f)
+		if s.v4.find(p.hash) >= 0 || s.v6.find(p.hash) >= 0 {
+			return nil, false, 0, errAt(start, "peer %016x appears twice", p.hash)
 		}
-		size := snapPeerSize
-		if f&has4 != 0 {
-			size += snapEndpoint4
-		}
-		if f&has6 != 0 {
-			size += snapEndpoint6
-		}
-		if b, err = d.next(size); err != nil {
-			return nil, false, 0, err
-		}
-		p := peer{
-			flags:      f,
-			key:        peerKey{user: binary.BigEndian.Uint32(b), id: bittorrent.PeerID(b[4:24])},
-			uploaded:   binary.BigEndian.Uint64(b[24:]),
-			downloaded: binary.BigEndian.Uint64(b[32:]),
-		}
-		b = b[snapPeerSize:]
-		if f&has4 != 0 {
-			p.addr4 = [4]byte(b)
-			p.port4 = binary.BigEndian.Uint16(b[4:])
-			var live bool
-			if p.seen4, live = rb.seen(binary.BigEndian.Uint32(b[6:])); !live {
-				p.flags &^= has4
-			}
-			b = b[snapEndpoint4:]
-		}
-		if f&has6 != 0 {
-			p.addr6 = [16]byte(b)
-			if netip.AddrFrom16(p.addr6).Is4In6() {
-				return nil, false, 0, errAt(start, "an IPv4-mapped address as the IPv6 endpoint")
-			}
-			p.port6 = binary.BigEndian.Uint16(b[16:])
-			var live bool
-			if p.seen6, live = rb.seen(binary.BigEndian.Uint32(b[18:])); !live {
-				p.flags &^= has6
-			}
-		}
-		if p.flags&seeder != 0 {
-			s.seeders++
-		}
-		s.peers = append(s.peers, p)
-	}
-
-	// Downloaders first, then the index, which also finds duplicates.
-	for i := range s.peers {
-		if s.peers[i].downloads() {
-			s.peers[i], s.peers[s.downloaders] = s.peers[s.downloaders], s.peers[i]
-			s.downloaders++
-		}
-	}
-	if len(s.peers) > indexAbove {
-		s.index = make(map[peerKey]uint32, len(s.peers))
-	}
-	for i := range s.peers {
-		key := s.peers[i].key
-		if s.index != nil {
-			if _, dup := s.index[key]; dup {
-				return nil, false, 0, errDuplicatePeer(key)
-			}
-			s.index[key] = uint32(i)
-			continue
-		}
-		for j := range i {
-			if s.peers[j].key == key {
-				return nil, false, 0, errDuplicatePeer(key)
-			}
-		}
-	}
-
-	// Drop the peers that expired while the tracker was down, as sweep
-	// does, and note the oldest endpoint left.
-	for i := len(s.peers) - 1; i >= 0; i-- {
-		p := &s.peers[i]
-		if p.flags&(has4|has6) == 0 {
-			s.remove(i)
+		if !p.live4 && !p.live6 {
 			dropped++
 			continue
 		}
-		if p.flags&has4 != 0 {
-			s.oldest = min(s.oldest, p.seen4)
-		}
-		if p.flags&has6 != 0 {
-			s.oldest = min(s.oldest, p.seen6)
-		}
+		s.load(&p)
 	}
-	if dropped > 0 {
-		s.reindex()
-		s.compact()
-	}
-	return s, recent || len(s.peers) > 0, dropped, nil
+	s.compact()
+	return s, recent || s.peers > 0, dropped, nil
 }
 
-// errDuplicatePeer is a function of its own so that the caller's key does
-// not escape to the heap on every peer.
-func errDuplicatePeer(key peerKey) error {
-	return fmt.Errorf("peer %q of user %d appears twice", key.id[:], key.user)
+// load adds a peer read from a snapshot, with its live endpoints.
+func (s *swarm) load(p *snapPeer) {
+	var f uint8
+	if p.flags&snapSeeder != 0 {
+		f |= seeder
+		s.seeders++
+	}
+	if p.flags&snapPaused != 0 {
+		f |= paused
+	}
+	if p.flags&snapSnatched != 0 {
+		f |= snatched
+	}
+	if p.live4 && p.live6 {
+		f |= dual
+	}
+	s.peers++
+	add := func(l *list, a netip.Addr, port uint16, seen uint32) {
+		i := l.add(p.hash)
+		l.setEndpoint(i, a, port, seen)
+		l.setTotals(i, p.up, p.down)
+		if p.flags&snapID != 0 {
+			l.setID(i, &p.id)
+		}
+		l.setFlags(i, f)
+		s.oldest = min(s.oldest, seen)
+	}
+	if p.live4 {
+		add(&s.v4, p.addr4, p.port4, p.seen4)
+	}
+	if p.live6 {
+		add(&s.v6, p.addr6, p.port6, p.seen6)
+	}
 }
 
 // empty reports whether the store holds no swarms.
@@ -483,7 +603,7 @@ func (st *store) empty() bool {
 // install puts staged swarms, by shard, into the store if it still holds
 // none. It takes every shard lock at once, so that an announce that slipped
 // in meanwhile makes it load nothing rather than part.
-func (st *store) install(staged []map[bittorrent.InfoHash]*swarm) error {
+func (st *store) install(staged []map[bittorrent.InfoHash]*swarm, key peerKey) error {
 	for i := range st.shards {
 		st.shards[i].mu.Lock()
 	}
@@ -497,6 +617,7 @@ func (st *store) install(staged []map[bittorrent.InfoHash]*swarm) error {
 			return errSnapNotEmpty
 		}
 	}
+	st.key = key
 	for i, m := range staged {
 		if m != nil {
 			st.shards[i].swarms = m

@@ -117,16 +117,16 @@ func snapshot(t testing.TB, s *store) []byte {
 // peerState is a peer as the store holds it, with ages instead of times.
 type peerState struct {
 	flags              uint8
-	addr4              [4]byte
-	addr6              [16]byte
-	port4, port6       uint16
+	has4, has6         bool
+	addr4, addr6       netip.AddrPort
 	age4, age6         uint32
 	uploaded, download uint64
+	id                 bittorrent.PeerID
 }
 
 type swarmState struct {
 	snatches, touched uint32
-	peers             map[peerKey]peerState
+	peers             map[uint64]peerState
 }
 
 // state returns every swarm with its peers' ages at the store's clock
@@ -142,16 +142,20 @@ func state(t testing.TB, s *store, extra uint32) map[bittorrent.InfoHash]swarmSt
 			if err := sw.check(); err != nil {
 				t.Errorf("swarm %x: %v", h[:4], err)
 			}
-			ss := swarmState{snatches: sw.snatches, touched: now - sw.touched + extra, peers: map[peerKey]peerState{}}
-			for _, p := range sw.peers {
-				ps := peerState{flags: p.flags, uploaded: p.uploaded, download: p.downloaded}
-				if p.flags&has4 != 0 {
-					ps.addr4, ps.port4, ps.age4 = p.addr4, p.port4, now-p.seen4+extra
+			ss := swarmState{snatches: sw.snatches, touched: now - sw.touched + extra, peers: map[uint64]peerState{}}
+			for _, l := range []*list{&sw.v4, &sw.v6} {
+				for i := range int(l.n) {
+					ps := ss.peers[l.hash(i)]
+					ps.flags = l.flags(i)
+					ps.uploaded, ps.download = l.totals(i)
+					ps.id = l.id(i)
+					if l == &sw.v4 {
+						ps.has4, ps.addr4, ps.age4 = true, l.endpoint(i), now-l.seen(i)+extra
+					} else {
+						ps.has6, ps.addr6, ps.age6 = true, l.endpoint(i), now-l.seen(i)+extra
+					}
+					ss.peers[l.hash(i)] = ps
 				}
-				if p.flags&has6 != 0 {
-					ps.addr6, ps.port6, ps.age6 = p.addr6, p.port6, now-p.seen6+extra
-				}
-				ss.peers[p.key] = ps
 			}
 			out[h] = ss
 		}
@@ -203,7 +207,7 @@ func TestSnapshotRoundTrip(t *testing.T) {
 		}
 		for k, wp := range w.peers {
 			if gp, ok := g.peers[k]; !ok || gp != wp {
-				t.Errorf("swarm %x peer %d/%x: %+v, want %+v", h[:4], k.user, k.id[16:], gp, wp)
+				t.Errorf("swarm %x peer %016x: %+v, want %+v", h[:4], k, gp, wp)
 			}
 		}
 	}
@@ -288,7 +292,7 @@ func TestSnapshotExpiresTheDowntime(t *testing.T) {
 		t.Fatalf("scrape after loading %+v", sc)
 	}
 	sw := l.swarm(h)
-	if i := sw.find(peerKey{id: peerID(3)}); i < 0 || sw.peers[i].flags&(has4|has6) != has6 {
+	if k := l.key.sum(0, new(peerID(3))); sw.v4.find(k) >= 0 || sw.v6.find(k) < 0 || sw.v6.flags(sw.v6.find(k))&dual != 0 {
 		t.Fatalf("peer 3 should have kept its IPv6 endpoint only")
 	}
 	// Peer 2 is now 25m old: it stays five more minutes, not a second
@@ -362,7 +366,10 @@ func mustReject(t *testing.T, s *store, data []byte) error {
 func TestSnapshotCorruption(t *testing.T) {
 	data := smallSnapshot(t)
 	s, _ := openAt(t, `{"shards": 2}`, t0.Add(time.Minute))
-	if len(data) != snapHeaderSize+2*(1+snapSwarmSize)+(1+snapPeerSize+snapEndpoint4)+(1+snapPeerSize+snapEndpoint6)+(1+snapPeerSize+snapEndpoint4+snapEndpoint6)+1+snapTrailerSize+4 {
+	// Every peer has its id (peer_ids is on); only the second reported
+	// totals.
+	const peer = 1 + 8 + 20
+	if len(data) != snapHeaderSize+snapKeySize+2*(1+snapSwarmSize)+(peer+snapEndpoint4)+(peer+totalsLen+snapEndpoint6)+(peer+snapEndpoint4+snapEndpoint6)+1+snapTrailerSize+4 {
 		t.Fatalf("the snapshot of 2 swarms and 3 peers takes %d bytes", len(data))
 	}
 
@@ -381,10 +388,10 @@ func TestSnapshotCorruption(t *testing.T) {
 				checksumErrs++
 			}
 			// Bits with no meaning to the structure: the clock, the
-			// first info hash, the checksum itself.
-			clock := i >= snapHeaderSize-8 && i < snapHeaderSize
-			hash := i > snapHeaderSize && i <= snapHeaderSize+20
-			if (clock || hash || i >= len(data)-4) && !errors.Is(err, errSnapChecksum) {
+			// key, the first info hash, the checksum itself.
+			clockOrKey := i >= snapHeaderSize-8 && i < snapHeaderSize+snapKeySize
+			hash := i > snapHeaderSize+snapKeySize && i <= snapHeaderSize+snapKeySize+20
+			if (clockOrKey || hash || i >= len(data)-4) && !errors.Is(err, errSnapChecksum) {
 				t.Errorf("bit %d of byte %d flipped: %v", bit, i, err)
 			}
 		}
@@ -406,7 +413,7 @@ func TestSnapshotCorruption(t *testing.T) {
 	}
 	bad = slices.Clone(data)
 	binary.BigEndian.PutUint16(bad[len(snapMagic):], snapVersion+1)
-	if err := mustReject(t, s, resum(bad)); !strings.Contains(err.Error(), "version 2 is not supported") {
+	if err := mustReject(t, s, resum(bad)); !strings.Contains(err.Error(), "version 3 is not supported") {
 		t.Errorf("future version: %v", err)
 	}
 	if err := mustReject(t, s, nil); !errors.Is(err, errSnapTruncated) {
@@ -414,13 +421,20 @@ func TestSnapshotCorruption(t *testing.T) {
 	}
 }
 
-// build assembles a snapshot with a right checksum from a header time and
-// raw records, then the trailer's counts.
-func build(written time.Time, swarms, peers uint64, records ...[]byte) []byte {
+// testKey is the peer key of hand-built version 2 snapshots.
+var testKey = peerKey{1, 2}
+
+// build assembles a snapshot of the given format version with a right
+// checksum from a header time and raw records, then the trailer's counts.
+func build(version uint16, written time.Time, swarms, peers uint64, records ...[]byte) []byte {
 	b := []byte(snapMagic)
-	b = binary.BigEndian.AppendUint16(b, snapVersion)
+	b = binary.BigEndian.AppendUint16(b, version)
 	b = binary.BigEndian.AppendUint16(b, 0)
 	b = binary.BigEndian.AppendUint64(b, uint64(written.UnixNano()))
+	if version >= 2 {
+		b = binary.BigEndian.AppendUint64(b, testKey[0])
+		b = binary.BigEndian.AppendUint64(b, testKey[1])
+	}
 	for _, r := range records {
 		b = append(b, r...)
 	}
@@ -437,20 +451,46 @@ func swarmRec(h byte, n uint32) []byte {
 	return binary.BigEndian.AppendUint32(b, n)
 }
 
-func peerRec(flags uint8, user uint32, id byte, addr6 netip.Addr) []byte {
-	b := []byte{flags}
-	b = binary.BigEndian.AppendUint32(b, user)
-	b = append(b, id)
-	b = append(b, make([]byte, 19+16)...)
-	if flags&has4 != 0 {
-		b = append(b, 10, 0, 0, id, 0, 1, 0, 0, 0, 0)
+// endpoints appends the endpoints flags ask for, seen at the snapshot's
+// time.
+func endpoints(b []byte, flags uint8, n byte, addr6 netip.Addr) []byte {
+	if flags&snapHas4 != 0 {
+		b = append(b, 10, 0, 0, n, 0, 1, 0, 0, 0, 0)
 	}
-	if flags&has6 != 0 {
+	if flags&snapHas6 != 0 {
 		a := addr6.As16()
 		b = append(b, a[:]...)
 		b = append(b, 0, 1, 0, 0, 0, 0)
 	}
 	return b
+}
+
+// peerV1 is a version 1 peer: user, peer id, totals (up is set), then the
+// endpoints.
+func peerV1(flags uint8, user uint32, id byte, up uint64, addr6 netip.Addr) []byte {
+	b := []byte{flags}
+	b = binary.BigEndian.AppendUint32(b, user)
+	b = append(b, id)
+	b = append(b, make([]byte, 19)...)
+	b = binary.BigEndian.AppendUint64(b, up)
+	b = binary.BigEndian.AppendUint64(b, 0)
+	return endpoints(b, flags, id, addr6)
+}
+
+// peerRec is a version 2 peer whose hash is n, with totals and id when
+// flags say so.
+func peerRec(flags uint8, n byte, addr6 netip.Addr) []byte {
+	b := []byte{flags}
+	b = binary.BigEndian.AppendUint64(b, uint64(n))
+	if flags&snapTotals != 0 {
+		b = binary.BigEndian.AppendUint64(b, 5)
+		b = binary.BigEndian.AppendUint64(b, 0)
+	}
+	if flags&snapID != 0 {
+		b = append(b, n)
+		b = append(b, make([]byte, 19)...)
+	}
+	return endpoints(b, flags, n, addr6)
 }
 
 func TestSnapshotStructure(t *testing.T) {
@@ -459,17 +499,20 @@ func TestSnapshotStructure(t *testing.T) {
 	peers := func(n int, flags uint8) []byte {
 		var b []byte
 		for i := range n {
-			b = append(b, peerRec(flags, 0, byte(i), ip6)...)
+			b = append(b, peerRec(flags, byte(i), ip6)...)
 		}
 		return b
 	}
-	valid := build(t0, 2, 12, swarmRec(1, 2), peers(2, has4|seeder), swarmRec(2, 10), peers(10, has4|has6|paused|snatched))
+	valid := build(snapVersion, t0, 2, 12, swarmRec(1, 2), peers(2, snapHas4|snapSeeder|snapID), swarmRec(2, 10), peers(10, snapHas4|snapHas6|snapPaused|snapSnatched|snapTotals))
 	l, _ := openAt(t, `{"shards": 2}`, t0)
 	if err := l.ReadSnapshot(bytes.NewReader(valid)); err != nil {
 		t.Fatalf("a hand-built snapshot: %v", err)
 	}
 	if sc, _ := l.Scrape(context.Background(), []bittorrent.InfoHash{{1}, {2}}, nil); len(sc) != 2 || sc[0].Complete != 2 || sc[1].Incomplete != 10 {
 		t.Fatalf("hand-built snapshot loaded as %+v", sc)
+	}
+	if l.key != testKey {
+		t.Errorf("the store's key is %x after loading, want the snapshot's", l.key)
 	}
 	if err := l.ReadSnapshot(bytes.NewReader(valid)); !errors.Is(err, errSnapNotEmpty) {
 		t.Fatalf("loading into a store with swarms: %v", err)
@@ -479,16 +522,20 @@ func TestSnapshotStructure(t *testing.T) {
 		name, err string
 		data      []byte
 	}{
-		{"unknown flag", "invalid peer flags 0x21", build(t0, 1, 1, swarmRec(1, 1), peerRec(has4|0x20, 0, 1, ip6))},
-		{"no endpoint", "invalid peer flags 0x4", build(t0, 1, 1, swarmRec(1, 1), peerRec(seeder, 0, 1, ip6))},
-		{"mapped IPv6", "IPv4-mapped", build(t0, 1, 1, swarmRec(1, 1), peerRec(has6, 0, 1, netip.MustParseAddr("::ffff:10.0.0.1")))},
-		{"duplicate peer", "appears twice", build(t0, 1, 2, swarmRec(1, 2), peerRec(has4, 0, 1, ip6), peerRec(has4|seeder, 0, 1, ip6))},
-		{"duplicate indexed peer", "appears twice", build(t0, 1, 10, swarmRec(1, 10), peers(9, has4), peerRec(has4, 0, 4, ip6))},
-		{"duplicate swarm", "appears twice", build(t0, 2, 2, swarmRec(1, 1), peers(1, has4), swarmRec(1, 1), peers(1, has4))},
-		{"duplicate expired swarm", "appears twice", build(t0.Add(-2*time.Hour), 2, 2, swarmRec(1, 1), peers(1, has4), swarmRec(1, 1), peers(1, has4))},
-		{"unknown tag", "unknown record tag 7", build(t0, 0, 0, []byte{7})},
-		{"trailer counts", "the trailer counts 1 swarms and 3 peers", build(t0, 1, 3, swarmRec(1, 2), peers(2, has4))},
-		{"peer count beyond the data", "ends early", slices.Concat(build(t0, 0, 0)[:snapHeaderSize], swarmRec(1, 4000000000), peers(2, has4))},
+		{"unknown flag", "invalid peer flags 0x81", build(2, t0, 1, 1, swarmRec(1, 1), peerRec(snapHas4|0x80, 1, ip6))},
+		{"no endpoint", "invalid peer flags 0x4", build(2, t0, 1, 1, swarmRec(1, 1), peerRec(snapSeeder, 1, ip6))},
+		{"zero totals", "totals flagged but zero", build(2, t0, 1, 1, swarmRec(1, 1), slices.Concat([]byte{snapHas4 | snapTotals}, make([]byte, 8+16), []byte{10, 0, 0, 1, 0, 1, 0, 0, 0, 0}))},
+		{"mapped IPv6", "IPv4-mapped", build(2, t0, 1, 1, swarmRec(1, 1), peerRec(snapHas6, 1, netip.MustParseAddr("::ffff:10.0.0.1")))},
+		{"duplicate peer", "appears twice", build(2, t0, 1, 2, swarmRec(1, 2), peerRec(snapHas4, 1, ip6), peerRec(snapHas6|snapSeeder, 1, ip6))},
+		{"duplicate indexed peer", "appears twice", build(2, t0, 1, 40, swarmRec(1, 40), peers(39, snapHas4), peerRec(snapHas4, 4, ip6))},
+		{"duplicate swarm", "appears twice", build(2, t0, 2, 2, swarmRec(1, 1), peers(1, snapHas4), swarmRec(1, 1), peers(1, snapHas4))},
+		{"duplicate expired swarm", "appears twice", build(2, t0.Add(-2*time.Hour), 2, 2, swarmRec(1, 1), peers(1, snapHas4), swarmRec(1, 1), peers(1, snapHas4))},
+		{"unknown tag", "unknown record tag 7", build(2, t0, 0, 0, []byte{7})},
+		{"trailer counts", "the trailer counts 1 swarms and 3 peers", build(2, t0, 1, 3, swarmRec(1, 2), peers(2, snapHas4))},
+		{"peer count beyond the data", "ends early", slices.Concat(build(2, t0, 0, 0)[:snapHeaderSize+snapKeySize], swarmRec(1, 4000000000), peers(2, snapHas4))},
+		{"version 1, flag of version 2", "invalid peer flags 0x21", build(1, t0, 1, 1, swarmRec(1, 1), peerV1(snapHas4|snapTotals, 0, 1, 0, ip6))},
+		{"version 1, duplicate peer", "appears twice", build(1, t0, 1, 2, swarmRec(1, 2), peerV1(snapHas4, 3, 1, 0, ip6), peerV1(snapHas6, 3, 1, 0, ip6))},
+		{"version 0", "version 0 is not supported", build(0, t0, 0, 0)},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -504,11 +551,62 @@ func TestSnapshotStructure(t *testing.T) {
 	}
 }
 
-// TestSnapshotFlagValues pins the flag values, which are part of the
-// format.
+// TestSnapshotVersion1 loads a snapshot of the previous format: its peers,
+// keyed by user and peer id, are found again by the same announces, with
+// their totals, and two users' equal peer ids stay two peers.
+func TestSnapshotVersion1(t *testing.T) {
+	ip6 := netip.MustParseAddr("2001:db8::1")
+	data := build(1, t0, 1, 3, swarmRec(1, 3),
+		peerV1(snapHas4|snapSeeder, 1, 7, 100, ip6),
+		peerV1(snapHas4|snapHas6, 2, 7, 200, ip6),
+		peerV1(snapHas6|snapPaused, 0, 8, 0, ip6))
+	l, _ := openAt(t, `{"shards": 2}`, t0.Add(time.Minute))
+	if err := l.ReadSnapshot(bytes.NewReader(data)); err != nil {
+		t.Fatal(err)
+	}
+	state(t, l, 0)
+	h := bittorrent.InfoHash{1}
+	var id7 bittorrent.PeerID
+	id7[0] = 7
+	r := do(t, l, cache.Announce{InfoHash: h, UserID: 2, PeerID: id7, IPv6: ip6, Port: 1, NumWant: 10})
+	if !r.Known || r.PrevUploaded != 200 || r.Complete != 1 || r.Incomplete != 2 {
+		t.Fatalf("user 2's peer after loading: %+v", r)
+	}
+	// Dual-stack, it is handed the other peers of each family.
+	if len(r.Peers6) != 1 || r.Peers6[0].ID[0] != 8 {
+		t.Errorf("IPv6 peers %v, want peer 8", r.Peers6)
+	}
+	r = do(t, l, cache.Announce{InfoHash: h, UserID: 1, PeerID: id7, IPv4: netip.AddrFrom4([4]byte{10, 0, 0, 7}), Port: 1, Seeder: true})
+	if !r.Known || r.PrevUploaded != 100 {
+		t.Fatalf("user 1's peer after loading: %+v", r)
+	}
+}
+
+// TestSnapshotFlagValues pins the record flags that mean the same in the
+// snapshot, where they are translated one by one: a test of the
+// translation, since the format does not depend on the record's values.
 func TestSnapshotFlagValues(t *testing.T) {
-	if has4 != 1 || has6 != 2 || seeder != 4 || paused != 8 || snatched != 16 {
-		t.Fatal("the peer flags changed value: that changes the snapshot format, bump snapVersion")
+	s, _ := openAt(t, `{"shards": 1}`, t0)
+	do(t, s, cache.Announce{InfoHash: hash(1), PeerID: peerID(1), IPv4: v4(1), Port: 1, Seeder: true, Event: bittorrent.Completed, Uploaded: 1})
+	do(t, s, cache.Announce{InfoHash: hash(2), PeerID: peerID(2), IPv6: v6(2), Port: 1, Event: bittorrent.Paused})
+	data := snapshot(t, s)
+	flags := map[uint8]bool{}
+	for _, want := range []uint8{snapHas4 | snapSeeder | snapSnatched | snapTotals | snapID, snapHas6 | snapPaused | snapID} {
+		flags[want] = true
+	}
+	// Each swarm record is followed by its single peer's flags.
+	off := snapHeaderSize + snapKeySize
+	for range 2 {
+		f := data[off+1+snapSwarmSize]
+		if !flags[f] {
+			t.Errorf("peer flags %#x, want one of %v", f, flags)
+		}
+		delete(flags, f)
+		size := 1 + 8 + 20 + snapEndpoint6
+		if f&snapHas4 != 0 {
+			size = 1 + 8 + totalsLen + 20 + snapEndpoint4
+		}
+		off += 1 + snapSwarmSize + size
 	}
 }
 
@@ -762,9 +860,10 @@ func FuzzReadSnapshot(f *testing.F) {
 	f.Add(snapshot(f, s), false)
 	f.Add(small, false)
 	f.Add(small[:len(small)/2], true)
-	f.Add(build(t0, 0, 0), false)
-	f.Add(build(t0, 1, 1, swarmRec(1, 1), peerRec(has4|has6, 0, 1, netip.MustParseAddr("::1"))), false)
-	f.Add(build(t0, 1, 2, swarmRec(1, 2), peerRec(has4, 0, 1, netip.Addr{}), peerRec(has4, 0, 1, netip.Addr{})), true)
+	f.Add(build(snapVersion, t0, 0, 0), false)
+	f.Add(build(snapVersion, t0, 1, 1, swarmRec(1, 1), peerRec(snapHas4|snapHas6|snapID, 1, netip.MustParseAddr("::1"))), false)
+	f.Add(build(snapVersion, t0, 1, 2, swarmRec(1, 2), peerRec(snapHas4, 1, netip.Addr{}), peerRec(snapHas4, 1, netip.Addr{})), true)
+	f.Add(build(1, t0, 1, 1, swarmRec(1, 1), peerV1(snapHas4|snapHas6, 3, 1, 9, netip.MustParseAddr("::1"))), false)
 	f.Add([]byte(snapMagic), false)
 	f.Fuzz(func(t *testing.T, data []byte, fixSum bool) {
 		// fixSum lets the fuzzer past the checksum, to the checks
