@@ -545,6 +545,9 @@ func (c *conn) reply(status int, extra string, body []byte) {
 func (c *conn) appendCommon(dst []byte) []byte {
 	dst = append(dst, "Date: "...)
 	dst = appendDate(dst)
+	if c.s.shutting.Load() {
+		c.closing = true
+	}
 	switch {
 	case c.closing:
 		dst = append(dst, "\r\nConnection: close\r\n\r\n"...)
