@@ -32,7 +32,8 @@ type FlusherConfig struct {
 // summed with what arrived since, and is retried with back-off; a batch
 // that fails because of its rows is split until the bad row is found and
 // dropped. Nothing counted is lost while the database is down, and nothing
-// is written twice.
+// is written twice. A Source may keep some kind's rows itself until they
+// are written.
 type Flusher struct {
 	cfg FlusherConfig
 	log *slog.Logger
@@ -59,7 +60,7 @@ type peerKey struct {
 type flusher interface {
 	flush(ctx context.Context) error
 	name() string
-	len() int
+	pending() int
 	stats() QueueStats
 }
 
@@ -102,6 +103,37 @@ func NewFlusher(w Writer, cfg FlusherConfig, log *slog.Logger) *Flusher {
 	return f
 }
 
+// Source holds rows of one kind that are pending outside the Flusher, in
+// structures the announce path updates anyway (the tracker keeps each live
+// peer's row in its session entry), so that an announce does not pay for a
+// second lookup in the Flusher's own index. Each write takes the source's
+// rows after the Flusher's own, which are older: rows a failed write put
+// back, and rows added with Add*. Rows of one key are merged as Add* merges
+// them.
+type Source[R any] interface {
+	// Take appends the rows that changed since the last Take to dst and
+	// forgets them, and returns the extended slice. Each key appears at
+	// most once.
+	Take(dst []R) []R
+	// Pending counts the rows the next Take would return.
+	Pending() int
+}
+
+// Sources are the rows a Flusher takes from elsewhere, besides those added
+// to it; a nil field is no source.
+type Sources struct {
+	Users    Source[UserDelta]
+	Torrents Source[TorrentStats]
+	Peers    Source[PeerRow]
+}
+
+// SetSources replaces the sources the Flusher takes rows from.
+func (f *Flusher) SetSources(s Sources) {
+	f.users.setSource(s.Users)
+	f.torrents.setSource(s.Torrents)
+	f.peers.setSource(s.Peers)
+}
+
 // AddUser adds transfer to a user's pending delta.
 func (f *Flusher) AddUser(d UserDelta) { f.users.add(d) }
 
@@ -123,8 +155,8 @@ func (f *Flusher) ExpireToken(t Token) { f.expired.add(t) }
 // Pending counts the rows waiting to be written.
 func (f *Flusher) Pending() Pending {
 	return Pending{
-		Users: f.users.len(), Torrents: f.torrents.len(), Peers: f.peers.len(),
-		Snatches: f.snatches.len(), Tokens: f.tokens.len(), ExpiredTokens: f.expired.len(),
+		Users: f.users.pending(), Torrents: f.torrents.pending(), Peers: f.peers.pending(),
+		Snatches: f.snatches.pending(), Tokens: f.tokens.pending(), ExpiredTokens: f.expired.pending(),
 	}
 }
 
@@ -173,7 +205,7 @@ func (f *Flusher) run(q flusher) {
 		cancel()
 		if err != nil {
 			wait = min(2*wait, f.cfg.MaxBackoff)
-			f.log.Warn("storage write failed; rows kept for the next try", "kind", q.name(), "pending", q.len(), "retry_in", wait, "err", err)
+			f.log.Warn("storage write failed; rows kept for the next try", "kind", q.name(), "pending", q.pending(), "retry_in", wait, "err", err)
 		} else {
 			wait = f.cfg.Interval
 		}
@@ -230,9 +262,14 @@ type queue[K comparable, R any] struct {
 	// that steady traffic does not regrow a slice every interval.
 	spare []R
 	st    QueueStats
+	// source holds further rows, newer than rows; nil: none.
+	source Source[R]
 	// flushing serialises writes of this kind, so rows of one key are
 	// never written out of order.
 	flushing sync.Mutex
+	// merged indexes a batch while a source's rows are merged into it;
+	// only flush, under flushing, uses it.
+	merged map[K]int
 }
 
 func newQueue[K comparable, R any](kind string, write func(context.Context, []R) error, key func(R) K, merge func(old, new R) R, limit int, f *Flusher) *queue[K, R] {
@@ -245,17 +282,31 @@ func newQueue[K comparable, R any](kind string, write func(context.Context, []R)
 
 func (q *queue[K, R]) name() string { return q.kind }
 
-func (q *queue[K, R]) len() int {
+func (q *queue[K, R]) setSource(s Source[R]) {
 	q.mu.Lock()
-	defer q.mu.Unlock()
-	return len(q.rows)
+	q.source = s
+	q.mu.Unlock()
+}
+
+// pending counts the queue's rows and its source's. A key pending in both
+// counts twice; the bound on peer rows applies to the queue's alone.
+func (q *queue[K, R]) pending() int {
+	q.mu.Lock()
+	n, src := len(q.rows), q.source
+	q.mu.Unlock()
+	// The source is asked without q.mu held: it may add rows to the
+	// queue while holding its own locks.
+	if src != nil {
+		n += src.Pending()
+	}
+	return n
 }
 
 func (q *queue[K, R]) stats() QueueStats {
 	q.mu.Lock()
-	defer q.mu.Unlock()
 	st := q.st
-	st.Name, st.Pending = q.kind, len(q.rows)
+	q.mu.Unlock()
+	st.Name, st.Pending = q.kind, q.pending()
 	return st
 }
 
@@ -313,6 +364,44 @@ func (q *queue[K, R]) take() []R {
 	return rows
 }
 
+// collect appends the source's rows to rows, the queue's own, merging the
+// keys found in both so that the batch holds each key once. The source's
+// rows are the newer: a key leaves the source only for the queue (a
+// session that ended) or for a batch, and a failed batch comes back to the
+// queue before the next collect.
+func (q *queue[K, R]) collect(rows []R) []R {
+	q.mu.Lock()
+	src := q.source
+	q.mu.Unlock()
+	if src == nil {
+		return rows
+	}
+	n := len(rows)
+	rows = src.Take(rows)
+	if n == 0 || len(rows) == n {
+		return rows
+	}
+	if q.merged == nil {
+		q.merged = make(map[K]int, n)
+	}
+	for i, r := range rows[:n] {
+		q.merged[q.key(r)] = i
+	}
+	out := rows[:n]
+	for _, r := range rows[n:] {
+		if i, ok := q.merged[q.key(r)]; ok {
+			out[i] = q.merge(out[i], r)
+			continue
+		}
+		// out never passes the row being read, so the batch is
+		// compacted in place.
+		out = append(out, r)
+	}
+	clear(rows[len(out):])
+	clear(q.merged)
+	return out
+}
+
 // recycle offers a written batch's slice for reuse.
 func (q *queue[K, R]) recycle(rows []R) {
 	clear(rows) // drop references (user agents) held by old rows
@@ -346,7 +435,7 @@ func (q *queue[K, R]) putBack(failed []R) {
 func (q *queue[K, R]) flush(ctx context.Context) error {
 	q.flushing.Lock()
 	defer q.flushing.Unlock()
-	rows := q.take()
+	rows := q.collect(q.take())
 	if len(rows) == 0 {
 		return nil
 	}

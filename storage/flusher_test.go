@@ -306,3 +306,71 @@ func TestFlusherConcurrentAdds(t *testing.T) {
 		t.Fatalf("wrote %d bytes of upload, counted 8000", total)
 	}
 }
+
+// source is a Source whose rows the test sets.
+type source[R any] struct {
+	mu   sync.Mutex
+	rows []R
+}
+
+func (s *source[R]) put(r ...R) {
+	s.mu.Lock()
+	s.rows = append(s.rows, r...)
+	s.mu.Unlock()
+}
+
+func (s *source[R]) Take(dst []R) []R {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	dst = append(dst, s.rows...)
+	s.rows = nil
+	return dst
+}
+
+func (s *source[R]) Pending() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.rows)
+}
+
+// Rows a failed write put back are older than a source's, and a batch holds
+// each key once.
+func TestFlusherMergesSourceRows(t *testing.T) {
+	rec := newRecorder()
+	f := newTestFlusher(rec, 0)
+	users, peers := &source[UserDelta]{}, &source[PeerRow]{}
+	f.SetSources(Sources{Users: users, Peers: peers})
+	users.put(UserDelta{UserID: 1, Uploaded: 10}, UserDelta{UserID: 2, Uploaded: 20})
+	peers.put(PeerRow{TorrentID: 1, UserID: 1, Full: true, Uploaded: 1}, PeerRow{TorrentID: 1, UserID: 2, Uploaded: 2})
+	f.AddUser(UserDelta{UserID: 3, Uploaded: 3})
+	if p := f.Pending(); p.Users != 3 || p.Peers != 2 {
+		t.Fatalf("pending %+v: want the queue's and the sources' rows", p)
+	}
+	rec.setDown(true)
+	if err := f.Flush(context.Background()); err == nil {
+		t.Fatal("a write to a database that is down succeeded")
+	}
+	if p := f.Pending(); p.Users != 3 || p.Peers != 2 {
+		t.Fatalf("pending %+v after a failed write: the rows must be kept", p)
+	}
+	users.put(UserDelta{UserID: 1, Uploaded: 5})
+	peers.put(PeerRow{TorrentID: 1, UserID: 1, Uploaded: 7}, PeerRow{TorrentID: 2, UserID: 1})
+	rec.setDown(false)
+	if err := f.Flush(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if rec.users[1].Uploaded != 15 || rec.users[2].Uploaded != 20 || rec.users[3].Uploaded != 3 {
+		t.Fatalf("users %+v: want 15, 20, 3", rec.users)
+	}
+	if len(rec.peers) != 3 {
+		t.Fatalf("peer rows %+v: want one per key", rec.peers)
+	}
+	for _, r := range rec.peers {
+		if r.TorrentID == 1 && r.UserID == 1 && (!r.Full || r.Uploaded != 7) {
+			t.Fatalf("row %+v: want the newest values, still full", r)
+		}
+	}
+	if p := f.Pending(); p != (Pending{}) {
+		t.Fatalf("pending %+v after a write", p)
+	}
+}

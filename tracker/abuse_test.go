@@ -23,6 +23,7 @@ func (e *privateEnv) withLimits(badPerMinute, announcesPerMinute int) {
 func (e *privateEnv) peerRows() int {
 	e.stats.mu.Lock()
 	defer e.stats.mu.Unlock()
+	e.stats.take()
 	return len(e.stats.peers)
 }
 

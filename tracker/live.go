@@ -1,19 +1,28 @@
 package tracker
 
 import (
+	"net/netip"
 	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/chihaya/chihaya/bittorrent"
+	"github.com/chihaya/chihaya/storage"
 )
 
 // liveTable tracks the sessions of the live peers of registered torrents:
-// when each started, how many announces it made, when it last announced
-// and whether it seeds. Peer rows need the first three; the per-user and
-// per-torrent activity reports need the rest. It is sharded by torrent so
-// announces on different torrents rarely share a lock.
+// when each started, how many announces it made, when it last announced,
+// whether it seeds, and the peer's row while it waits to be written. Peer
+// rows need the first three; the per-user and per-torrent activity reports
+// need the rest. Keeping the pending row here, rather than in the
+// Flusher's own index, means an announce updates the one entry it has
+// already found; the Flusher takes the changed rows when it writes (the
+// table is its storage.Source of peer rows).
+//
+// It is sharded by torrent so announces on different torrents rarely share
+// a lock. A swarm keeps its entries in one slice, indexed by key, so that
+// taking the changed rows reads memory in order.
 type liveTable struct {
 	shards [64]liveShard
 	// seeders and leechers count every live peer.
@@ -21,11 +30,23 @@ type liveTable struct {
 	// lastExpire is when expire last ran (Unix seconds), so that
 	// frequent callers do not each walk the table.
 	lastExpire atomic.Int64
+	// spill receives the pending rows of sessions that leave the table
+	// without an announce (expired, torrent deleted).
+	spill func(storage.PeerRow)
 }
 
 type liveShard struct {
-	mu       sync.Mutex
-	torrents map[uint32]map[liveKey]livePeer
+	mu     sync.Mutex
+	swarms map[uint32]*liveSwarm
+	// dirty counts the shard's entries whose row is pending.
+	dirty int
+}
+
+// liveSwarm is one torrent's sessions.
+type liveSwarm struct {
+	index map[liveKey]int32
+	peers []livePeer
+	dirty int
 }
 
 type liveKey struct {
@@ -34,21 +55,58 @@ type liveKey struct {
 }
 
 type livePeer struct {
+	key liveKey
 	// uploaded and downloaded are the totals last reported.
 	uploaded, downloaded uint64
-	// started and seen are Unix seconds.
+	left, corrupt        uint64
+	// upSpeed and downSpeed are bytes per second since the announce
+	// before the last.
+	upSpeed, downSpeed uint64
+	// at is the last announce's time in Unix nanoseconds; started and
+	// seen are Unix seconds.
+	at            int64
 	started, seen uint32
 	announces     uint32
+	port          uint16
 	seeding       bool
+	// dirty: the row changed since the Flusher last took it. full: one
+	// of those changes needs a full row (see storage.PeerRow).
+	dirty, full bool
+	addr        netip.Addr
+	userAgent   string
+}
+
+// row is the entry as storage writes it.
+func (e *livePeer) row(torrentID uint32, active bool) storage.PeerRow {
+	return storage.PeerRow{
+		TorrentID:  torrentID,
+		UserID:     e.key.user,
+		PeerID:     e.key.peer,
+		Full:       e.full,
+		Active:     active,
+		Uploaded:   e.uploaded,
+		Downloaded: e.downloaded,
+		Left:       e.left,
+		Corrupt:    e.corrupt,
+		UpSpeed:    e.upSpeed,
+		DownSpeed:  e.downSpeed,
+		TimeSpent:  time.Duration(e.seen-e.started) * time.Second,
+		Announces:  e.announces,
+		Addr:       e.addr,
+		Port:       e.port,
+		UserAgent:  e.userAgent,
+		Time:       time.Unix(0, e.at),
+	}
 }
 
 // counterFunc moves a user's seeding and leeching counts.
 type counterFunc func(userID uint32, seeding, leeching int32)
 
-func (l *liveTable) init() {
+func (l *liveTable) init(spill func(storage.PeerRow)) {
 	for i := range l.shards {
-		l.shards[i].torrents = map[uint32]map[liveKey]livePeer{}
+		l.shards[i].swarms = map[uint32]*liveSwarm{}
 	}
+	l.spill = spill
 }
 
 func (l *liveTable) shard(torrentID uint32) *liveShard {
@@ -57,54 +115,146 @@ func (l *liveTable) shard(torrentID uint32) *liveShard {
 
 func unixSeconds(t time.Time) uint32 { return uint32(t.Unix()) }
 
-// update records an announce and returns the peer's session before it;
-// found is false for a new session (or one that had expired). A stopped
-// peer leaves the table.
-func (l *liveTable) update(torrentID, userID uint32, peerID bittorrent.PeerID, now time.Time, lifetime time.Duration, seeding, stopped, restart bool, uploaded, downloaded uint64, counters counterFunc) (prev livePeer, found bool) {
-	sh := l.shard(torrentID)
-	key := liveKey{userID, peerID}
-	nowS := unixSeconds(now)
+// remove takes entry i out of the swarm, moving the last entry into its
+// place, and the swarm out of the shard once it is empty.
+func (sh *liveShard) remove(torrentID uint32, sw *liveSwarm, i int) {
+	last := len(sw.peers) - 1
+	if sw.peers[i].dirty {
+		sw.dirty--
+		sh.dirty--
+	}
+	delete(sw.index, sw.peers[i].key)
+	if i != last {
+		sw.peers[i] = sw.peers[last]
+		sw.index[sw.peers[i].key] = int32(i)
+	}
+	sw.peers[last] = livePeer{} // drop the user agent
+	sw.peers = sw.peers[:last]
+	switch {
+	case last == 0:
+		delete(sh.swarms, torrentID)
+	case cap(sw.peers) > 64 && last < cap(sw.peers)/4:
+		// A swarm most sessions left gives its memory back.
+		sw.peers = slices.Clip(slices.Clone(sw.peers))
+	}
+}
+
+// liveAnnounce is an announce as the live table records it.
+type liveAnnounce struct {
+	torrent, user uint32
+	peer          bittorrent.PeerID
+	now           time.Time
+	lifetime      time.Duration
+	event         bittorrent.Event
+	// stopped: the session ends (the client's own stop).
+	stopped, seeding bool
+	uploaded         uint64
+	downloaded       uint64
+	left, corrupt    uint64
+	addr             netip.Addr
+	port             uint16
+	userAgent        string
+	// known, prevUp and prevDown are the swarm's baseline for the
+	// peer's totals (cache.Result). sessionBaseline says the peer was
+	// kept out of the swarm (a refused leecher), so a continued
+	// session's last totals are the baseline instead.
+	known            bool
+	prevUp, prevDown uint64
+	sessionBaseline  bool
+}
+
+// update records an announce: it returns the transfer since the session's
+// previous announce (zero for a new session and for totals that went
+// backwards) and keeps the peer's row pending. A stopped peer leaves the
+// table; its last row is returned, with ended true, for the caller to hand
+// to storage.
+func (l *liveTable) update(a *liveAnnounce, counters counterFunc) (up, down uint64, last storage.PeerRow, ended bool) {
+	sh := l.shard(a.torrent)
+	key := liveKey{a.user, a.peer}
+	nowS := unixSeconds(a.now)
 	sh.mu.Lock()
-	peers := sh.torrents[torrentID]
-	if peers == nil {
-		if stopped {
-			sh.mu.Unlock()
-			return livePeer{}, false
+	sw := sh.swarms[a.torrent]
+	var i int32
+	var had bool
+	if sw != nil {
+		i, had = sw.index[key]
+	}
+	var e *livePeer
+	var wasSeeding, found, pendingFull bool
+	switch {
+	case had:
+		e = &sw.peers[i]
+		wasSeeding = e.seeding
+		pendingFull = e.dirty && e.full
+		// An entry expired but not yet swept is a new session.
+		found = time.Duration(nowS-e.seen)*time.Second <= a.lifetime
+	case !a.stopped:
+		if sw == nil {
+			sw = &liveSwarm{index: map[liveKey]int32{}}
+			sh.swarms[a.torrent] = sw
 		}
-		peers = map[liveKey]livePeer{}
-		sh.torrents[torrentID] = peers
+		sw.peers = append(sw.peers, livePeer{key: key})
+		i = int32(len(sw.peers) - 1)
+		sw.index[key] = i
+		e = &sw.peers[i]
 	}
-	prev, found = peers[key]
-	if found && time.Duration(nowS-prev.seen)*time.Second > lifetime {
-		// Expired but not yet swept: a new session.
-		found = false
+
+	// Transfer since the last announce. A new session (first announce,
+	// started) sets the baseline; totals that went backwards (the client
+	// restarted its counters) reset it; neither is credited.
+	known, prevUp, prevDown := a.known, a.prevUp, a.prevDown
+	if !known && a.sessionBaseline && found {
+		known, prevUp, prevDown = true, e.uploaded, e.downloaded
 	}
-	next := livePeer{uploaded: uploaded, downloaded: downloaded, started: nowS, seen: nowS, announces: 1, seeding: seeding}
+	restart := a.event == bittorrent.Started
+	if known && !restart && a.uploaded >= prevUp && a.downloaded >= prevDown {
+		up, down = a.uploaded-prevUp, a.downloaded-prevDown
+	}
+	// A full row when something a light row leaves alone changed: the
+	// totals (also when they went backwards), the seeding state.
+	full := !known || a.event != bittorrent.None || a.uploaded != prevUp || a.downloaded != prevDown ||
+		!found || wasSeeding != a.seeding
+
+	next := livePeer{
+		key: key, uploaded: a.uploaded, downloaded: a.downloaded, left: a.left, corrupt: a.corrupt,
+		at: a.now.UnixNano(), started: nowS, seen: nowS, announces: 1, port: a.port, seeding: a.seeding,
+		dirty: true, full: full || pendingFull, addr: a.addr, userAgent: a.userAgent,
+	}
 	if found && !restart {
-		next.started, next.announces = prev.started, prev.announces+1
+		next.started, next.announces = e.started, e.announces+1
+		if secs := uint64(nowS - e.seen); secs > 0 {
+			next.upSpeed, next.downSpeed = up/secs, down/secs
+		}
 	}
-	if stopped {
-		delete(peers, key)
-		if len(peers) == 0 {
-			delete(sh.torrents, torrentID)
+	if had && e.userAgent == next.userAgent {
+		// Keep the string already held rather than the request's copy.
+		next.userAgent = e.userAgent
+	}
+	if a.stopped {
+		last, ended = next.row(a.torrent, false), true
+		if had {
+			sh.remove(a.torrent, sw, int(i))
 		}
 	} else {
-		peers[key] = next
+		if !e.dirty {
+			sw.dirty++
+			sh.dirty++
+		}
+		*e = next
 	}
 	sh.mu.Unlock()
 
 	// Counters follow the entry that was in the table, found or not.
-	old, had := prev, prev != (livePeer{})
 	switch {
-	case had && stopped:
-		l.count(userID, old.seeding, -1, counters)
-	case had && old.seeding != seeding:
-		l.count(userID, old.seeding, -1, counters)
-		l.count(userID, seeding, +1, counters)
-	case !had && !stopped:
-		l.count(userID, seeding, +1, counters)
+	case had && a.stopped:
+		l.count(a.user, wasSeeding, -1, counters)
+	case had && wasSeeding != a.seeding:
+		l.count(a.user, wasSeeding, -1, counters)
+		l.count(a.user, a.seeding, +1, counters)
+	case !had && !a.stopped:
+		l.count(a.user, a.seeding, +1, counters)
 	}
-	return prev, found
+	return up, down, last, ended
 }
 
 func (l *liveTable) count(userID uint32, seeding bool, n int32, counters counterFunc) {
@@ -117,6 +267,49 @@ func (l *liveTable) count(userID uint32, seeding bool, n int32, counters counter
 	}
 }
 
+// Take implements storage.Source: it appends the pending rows to dst.
+func (l *liveTable) Take(dst []storage.PeerRow) []storage.PeerRow {
+	for i := range l.shards {
+		sh := &l.shards[i]
+		sh.mu.Lock()
+		if sh.dirty > 0 {
+			for id, sw := range sh.swarms {
+				if sw.dirty == 0 {
+					continue
+				}
+				for j := range sw.peers {
+					if e := &sw.peers[j]; e.dirty {
+						dst = append(dst, e.row(id, true))
+						e.dirty = false
+					}
+				}
+				sw.dirty = 0
+			}
+			sh.dirty = 0
+		}
+		sh.mu.Unlock()
+	}
+	return dst
+}
+
+// Pending implements storage.Source.
+func (l *liveTable) Pending() int {
+	n := 0
+	for i := range l.shards {
+		sh := &l.shards[i]
+		sh.mu.Lock()
+		n += sh.dirty
+		sh.mu.Unlock()
+	}
+	return n
+}
+
+// gone is a session that left the table without an announce.
+type gone struct {
+	user    uint32
+	seeding bool
+}
+
 // expire drops sessions not seen for lifetime and returns the torrents
 // that lost peers. It runs at most every ten seconds.
 func (l *liveTable) expire(now time.Time, lifetime time.Duration, counters counterFunc) []uint32 {
@@ -126,47 +319,67 @@ func (l *liveTable) expire(now time.Time, lifetime time.Duration, counters count
 	}
 	nowS := unixSeconds(now)
 	var touched []uint32
+	var dropped []gone
+	var rows []storage.PeerRow
 	for i := range l.shards {
 		sh := &l.shards[i]
-		type gone struct {
-			user    uint32
-			seeding bool
-		}
-		var dropped []gone
+		dropped, rows = dropped[:0], rows[:0]
 		sh.mu.Lock()
-		for id, peers := range sh.torrents {
+		for id, sw := range sh.swarms {
 			n := len(dropped)
-			for k, p := range peers {
-				if time.Duration(nowS-p.seen)*time.Second > lifetime {
-					delete(peers, k)
-					dropped = append(dropped, gone{k.user, p.seeding})
+			// Backwards, so that the entry moved into a removed
+			// one's place has been looked at already.
+			for j := len(sw.peers) - 1; j >= 0; j-- {
+				e := &sw.peers[j]
+				if time.Duration(nowS-e.seen)*time.Second <= lifetime {
+					continue
 				}
+				dropped = append(dropped, gone{e.key.user, e.seeding})
+				if e.dirty {
+					rows = append(rows, e.row(id, true))
+				}
+				sh.remove(id, sw, j)
 			}
 			if len(dropped) > n {
 				touched = append(touched, id)
 			}
-			if len(peers) == 0 {
-				delete(sh.torrents, id)
-			}
 		}
 		sh.mu.Unlock()
-		for _, g := range dropped {
-			l.count(g.user, g.seeding, -1, counters)
-		}
+		l.release(dropped, rows, counters)
 	}
 	return touched
+}
+
+// release counts sessions that left the table and hands their pending rows
+// on.
+func (l *liveTable) release(dropped []gone, rows []storage.PeerRow, counters counterFunc) {
+	for _, g := range dropped {
+		l.count(g.user, g.seeding, -1, counters)
+	}
+	for _, r := range rows {
+		l.spill(r)
+	}
 }
 
 // dropTorrent forgets a deleted torrent's sessions.
 func (l *liveTable) dropTorrent(torrentID uint32, counters counterFunc) {
 	sh := l.shard(torrentID)
+	var dropped []gone
+	var rows []storage.PeerRow
 	sh.mu.Lock()
-	peers := sh.torrents[torrentID]
-	delete(sh.torrents, torrentID)
-	sh.mu.Unlock()
-	for k, p := range peers {
-		l.count(k.user, p.seeding, -1, counters)
+	if sw := sh.swarms[torrentID]; sw != nil {
+		for j := range sw.peers {
+			e := &sw.peers[j]
+			dropped = append(dropped, gone{e.key.user, e.seeding})
+			if e.dirty {
+				rows = append(rows, e.row(torrentID, true))
+				sh.dirty--
+			}
+		}
+		delete(sh.swarms, torrentID)
 	}
+	sh.mu.Unlock()
+	l.release(dropped, rows, counters)
 }
 
 // users returns the ids of the users seeding and leeching a torrent.
@@ -174,14 +387,17 @@ func (l *liveTable) users(torrentID uint32, now time.Time, lifetime time.Duratio
 	nowS := unixSeconds(now)
 	sh := l.shard(torrentID)
 	sh.mu.Lock()
-	for k, p := range sh.torrents[torrentID] {
-		if time.Duration(nowS-p.seen)*time.Second > lifetime {
-			continue
-		}
-		if p.seeding {
-			seeders = append(seeders, k.user)
-		} else {
-			leechers = append(leechers, k.user)
+	if sw := sh.swarms[torrentID]; sw != nil {
+		for j := range sw.peers {
+			e := &sw.peers[j]
+			if time.Duration(nowS-e.seen)*time.Second > lifetime {
+				continue
+			}
+			if e.seeding {
+				seeders = append(seeders, e.key.user)
+			} else {
+				leechers = append(leechers, e.key.user)
+			}
 		}
 	}
 	sh.mu.Unlock()

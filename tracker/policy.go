@@ -11,10 +11,11 @@ import (
 )
 
 // Stats receives what announces produce for storage; a storage.Flusher is
-// one.
+// one. Users', torrents' and live peers' rows stay in the tracker until the
+// Stats takes them from the sources it is given; AddPeer carries the rows
+// of sessions that ended.
 type Stats interface {
-	AddUser(storage.UserDelta)
-	AddTorrent(storage.TorrentStats)
+	SetSources(storage.Sources)
 	AddPeer(storage.PeerRow)
 	AddSnatch(storage.Snatch)
 	AddTokenUse(storage.TokenUse)
@@ -58,16 +59,23 @@ type Private struct {
 	whitelist atomic.Pointer[[]string]
 	live      liveTable
 	started   time.Time
+
+	// dirtyUsers and dirtyTorrents are the entries with a row pending
+	// (pending.go).
+	dirtyUsers    dirtyList[userEntry]
+	dirtyTorrents dirtyList[torrentEntry]
 }
 
 type userEntry struct {
 	info atomic.Pointer[storage.User]
+	row  userRow
 	// seeding and leeching count the user's live peers.
 	seeding, leeching atomic.Int32
 }
 
 type torrentEntry struct {
 	info atomic.Pointer[storage.Torrent]
+	row  torrentRow
 	// balance is raw uploaded minus downloaded since the tracker
 	// started; lastFlushed is when its counters last went to storage,
 	// in Unix seconds.
@@ -101,7 +109,12 @@ func NewPrivate(t *Tracker, cfg PrivateConfig, stats Stats) *Private {
 		deleted:  map[bittorrent.InfoHash]deletion{},
 		started:  cfg.Now(),
 	}
-	p.live.init()
+	p.live.init(stats.AddPeer)
+	stats.SetSources(storage.Sources{
+		Users:    &userRows{p: p, seen: map[uint32]int{}},
+		Torrents: &torrentRows{p: p, seen: map[uint32]int{}},
+		Peers:    &p.live,
+	})
 	p.whitelist.Store(&[]string{})
 	t.private = p
 	return p

@@ -29,6 +29,9 @@ type admission struct {
 	// swarm and the client is refused.
 	leechDenied bool
 	token       bool
+	// live is record's request to the live table, kept here so that
+	// passing it by address does not move it to the heap.
+	live liveAnnounce
 }
 
 // admit applies the private rules before the swarm is touched: who the
@@ -103,26 +106,28 @@ func (p *Private) record(req *bittorrent.AnnounceRequest, a *cache.Announce, r *
 	now := p.cfg.Now()
 	u := ad.user.info.Load()
 	t := ad.torrent.info.Load()
+	addr := req.IPv4
+	if !addr.IsValid() {
+		addr = req.IPv6
+	}
 	// leaving is the client's own stop; a refused leecher is taken out of
 	// the swarm but its session goes on, so its transfer keeps counting.
-	leaving := req.Event == bittorrent.Stopped
-	prev, continued := p.live.update(t.ID, u.ID, req.PeerID, now, p.cfg.PeerLifetime, req.Left == 0, leaving,
-		req.Event == bittorrent.Started, req.Uploaded, req.Downloaded, p.userCounters)
-
-	// Transfer since the last announce. A new session (first announce,
-	// started) sets the baseline; totals that went backwards (the client
-	// restarted its counters) reset it; neither is credited. The swarm
-	// holds the baseline of peers in it; a refused leecher is not in the
-	// swarm, so its session's totals are the baseline.
-	known, prevUp, prevDown := r.Known, r.PrevUploaded, r.PrevDownloaded
-	if !known && ad.leechDenied && continued {
-		known, prevUp, prevDown = true, prev.uploaded, prev.downloaded
+	// The swarm holds the baseline of peers in it; a refused leecher is
+	// not in the swarm, so its session's totals are the baseline.
+	la := &ad.live
+	*la = liveAnnounce{
+		torrent: t.ID, user: u.ID, peer: req.PeerID, now: now, lifetime: p.cfg.PeerLifetime,
+		event: req.Event, stopped: req.Event == bittorrent.Stopped, seeding: req.Left == 0,
+		uploaded: req.Uploaded, downloaded: req.Downloaded, left: req.Left, corrupt: req.Corrupt,
+		addr: hidden(addr, u.Protected), port: req.Port, userAgent: req.UserAgent,
+		known: r.Known, prevUp: r.PrevUploaded, prevDown: r.PrevDownloaded, sessionBaseline: ad.leechDenied,
 	}
-	var up, down uint64
-	if known && req.Event != bittorrent.Started && req.Uploaded >= prevUp && req.Downloaded >= prevDown {
-		up, down = req.Uploaded-prevUp, req.Downloaded-prevDown
+	up, down, lastRow, ended := p.live.update(la, p.userCounters)
+	la.userAgent = "" // the scratch is pooled; do not keep the request's string
+	if ended {
+		p.stats.AddPeer(lastRow)
 	}
-	balance := ad.torrent.balance.Add(int64(up) - int64(down))
+	ad.torrent.balance.Add(int64(up) - int64(down))
 
 	creditUp, creditDown := up, down
 	var spared uint64
@@ -136,16 +141,12 @@ func (p *Private) record(req *bittorrent.AnnounceRequest, a *cache.Announce, r *
 	}
 	creditUp, creditDown = scale(creditUp, t.UpMultiplier), scale(creditDown, t.DownMultiplier)
 	if creditUp != 0 || creditDown != 0 {
-		p.stats.AddUser(storage.UserDelta{UserID: u.ID, Uploaded: int64(creditUp), Downloaded: int64(creditDown)})
+		p.credit(ad.user, int64(creditUp), int64(creditDown))
 	}
 	if spared != 0 {
 		p.stats.AddTokenUse(storage.TokenUse{UserID: u.ID, TorrentID: t.ID, Downloaded: int64(spared)})
 	}
 
-	addr := req.IPv4
-	if !addr.IsValid() {
-		addr = req.IPv6
-	}
 	if r.Snatched {
 		ad.torrent.snatches.Add(1)
 		p.stats.AddSnatch(storage.Snatch{UserID: u.ID, TorrentID: t.ID, Time: now, Addr: hidden(addr, u.Protected)})
@@ -157,44 +158,7 @@ func (p *Private) record(req *bittorrent.AnnounceRequest, a *cache.Announce, r *
 		}
 	}
 
-	stats := storage.TorrentStats{TorrentID: t.ID, Seeders: r.Complete, Leechers: r.Incomplete, Balance: balance}
-	if r.Snatched {
-		stats.Snatches = 1
-	}
-	if r.Complete > 0 {
-		stats.Seeded = now
-	}
-	p.stats.AddTorrent(stats)
-	ad.torrent.lastFlushed.Store(now.Unix())
-
-	// A full row when something a light row leaves alone changed: the
-	// totals (also when they went backwards), the seeding state.
-	full := !known || req.Event != bittorrent.None || req.Uploaded != prevUp || req.Downloaded != prevDown ||
-		!continued || prev.seeding != (req.Left == 0)
-	row := storage.PeerRow{
-		TorrentID:  t.ID,
-		UserID:     u.ID,
-		PeerID:     req.PeerID,
-		Full:       full,
-		Active:     !leaving,
-		Uploaded:   req.Uploaded,
-		Downloaded: req.Downloaded,
-		Left:       req.Left,
-		Corrupt:    req.Corrupt,
-		Announces:  1,
-		Addr:       hidden(addr, u.Protected),
-		Port:       req.Port,
-		UserAgent:  req.UserAgent,
-		Time:       now,
-	}
-	if continued && req.Event != bittorrent.Started {
-		row.TimeSpent = time.Duration(unixSeconds(now)-prev.started) * time.Second
-		row.Announces = prev.announces + 1
-		if secs := uint64(unixSeconds(now) - prev.seen); secs > 0 {
-			row.UpSpeed, row.DownSpeed = up/secs, down/secs
-		}
-	}
-	p.stats.AddPeer(row)
+	p.count(ad.torrent, r.Complete, r.Incomplete, r.Snatched, r.Complete > 0, now)
 
 	if ad.leechDenied {
 		return errLeechForbidden
@@ -310,7 +274,6 @@ func (p *Private) refresh(ctx context.Context) {
 	now := p.cfg.Now()
 	for _, tg := range targets {
 		c := counts[tg.info.InfoHash]
-		p.stats.AddTorrent(storage.TorrentStats{TorrentID: tg.info.ID, Seeders: c.Complete, Leechers: c.Incomplete, Balance: tg.entry.balance.Load()})
-		tg.entry.lastFlushed.Store(now.Unix())
+		p.count(tg.entry, c.Complete, c.Incomplete, false, false, now)
 	}
 }

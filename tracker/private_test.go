@@ -16,6 +16,7 @@ import (
 // statsLog records what the rules hand to storage.
 type statsLog struct {
 	mu       sync.Mutex
+	sources  storage.Sources
 	users    map[uint32]storage.UserDelta
 	torrents []storage.TorrentStats
 	peers    []storage.PeerRow
@@ -28,23 +29,35 @@ func newStatsLog() *statsLog {
 	return &statsLog{users: map[uint32]storage.UserDelta{}, tokens: map[storage.Token]int64{}}
 }
 
-func (s *statsLog) AddUser(d storage.UserDelta) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	u := s.users[d.UserID]
-	u.UserID, u.Uploaded, u.Downloaded = d.UserID, u.Uploaded+d.Uploaded, u.Downloaded+d.Downloaded
-	s.users[d.UserID] = u
-}
-func (s *statsLog) AddTorrent(t storage.TorrentStats) {
-	s.mu.Lock()
-	s.torrents = append(s.torrents, t)
-	s.mu.Unlock()
-}
 func (s *statsLog) AddPeer(p storage.PeerRow) {
 	s.mu.Lock()
 	s.peers = append(s.peers, p)
 	s.mu.Unlock()
 }
+func (s *statsLog) SetSources(src storage.Sources) {
+	s.mu.Lock()
+	s.sources = src
+	s.mu.Unlock()
+}
+
+// take moves the rows pending in the sources into the log, as a Flusher's
+// write would. The caller holds s.mu.
+func (s *statsLog) take() {
+	if s.sources.Users != nil {
+		for _, d := range s.sources.Users.Take(nil) {
+			u := s.users[d.UserID]
+			u.UserID, u.Uploaded, u.Downloaded = d.UserID, u.Uploaded+d.Uploaded, u.Downloaded+d.Downloaded
+			s.users[d.UserID] = u
+		}
+	}
+	if s.sources.Torrents != nil {
+		s.torrents = s.sources.Torrents.Take(s.torrents)
+	}
+	if s.sources.Peers != nil {
+		s.peers = s.sources.Peers.Take(s.peers)
+	}
+}
+
 func (s *statsLog) AddSnatch(sn storage.Snatch) {
 	s.mu.Lock()
 	s.snatches = append(s.snatches, sn)
@@ -65,12 +78,14 @@ func (s *statsLog) Pending() storage.Pending { return storage.Pending{} }
 func (s *statsLog) lastPeer() storage.PeerRow {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	s.take()
 	return s.peers[len(s.peers)-1]
 }
 
 func (s *statsLog) lastTorrent() storage.TorrentStats {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	s.take()
 	return s.torrents[len(s.torrents)-1]
 }
 
@@ -194,6 +209,7 @@ func (e *privateEnv) ok(a ann) *bittorrent.AnnounceResponse {
 func (e *privateEnv) user(id uint32) storage.UserDelta {
 	e.stats.mu.Lock()
 	defer e.stats.mu.Unlock()
+	e.stats.take()
 	return e.stats.users[id]
 }
 
@@ -483,5 +499,71 @@ func TestPrivateRefreshWritesEmptiedSwarms(t *testing.T) {
 	}
 	if seeding, _ := e.p.UserActivity(1); seeding != 0 {
 		t.Fatalf("expired peer still counted as seeding")
+	}
+}
+
+// A peer's row waits in its session until storage takes it: announces in
+// between leave one row, still full if any of them needed a full row, and
+// a session that ends hands its row over with what was pending.
+func TestPrivatePendingPeerRows(t *testing.T) {
+	e := newPrivateEnv(t)
+	e.ok(ann{user: alice, hash: normalHash, peer: 1, left: 10, event: bittorrent.Started})
+	e.clock.add(10 * time.Second)
+	e.ok(ann{user: alice, hash: normalHash, peer: 1, left: 10})
+	e.stats.mu.Lock()
+	pending := e.stats.sources.Peers.Pending()
+	e.stats.mu.Unlock()
+	if pending != 1 {
+		t.Fatalf("%d rows pending for one peer", pending)
+	}
+	if row := e.stats.lastPeer(); !row.Full || row.Announces != 2 || len(e.stats.peers) != 1 {
+		t.Fatalf("rows %+v: want one full row of two announces", e.stats.peers)
+	}
+
+	e.clock.add(10 * time.Second)
+	e.ok(ann{user: alice, hash: normalHash, peer: 1, up: 500, left: 10})
+	e.ok(ann{user: alice, hash: normalHash, peer: 1, up: 500, left: 10, event: bittorrent.Stopped})
+	e.stats.mu.Lock()
+	rows := len(e.stats.peers)
+	e.stats.mu.Unlock()
+	if rows != 2 {
+		t.Fatalf("the stop left %d rows, want the first and the stop's", rows)
+	}
+	if row := e.stats.lastPeer(); row.Active || !row.Full || row.Uploaded != 500 || row.Announces != 4 || len(e.stats.peers) != 2 {
+		t.Fatalf("rows %+v: the stop's row must carry the pending row", e.stats.peers)
+	}
+}
+
+// Sessions that expire or whose torrent is deleted before their row was
+// taken still have it written.
+func TestPrivatePendingRowsOfVanishedSessions(t *testing.T) {
+	e := newPrivateEnv(t)
+	e.ok(ann{user: alice, hash: normalHash, peer: 1, left: 10})
+	e.ok(ann{user: bob, hash: freeHash, peer: 2, left: 10})
+	e.p.DeleteTorrent(freeHash, 0)
+	e.clock.add(2 * time.Hour)
+	e.p.refresh(context.Background())
+	e.stats.mu.Lock()
+	defer e.stats.mu.Unlock()
+	if len(e.stats.peers) != 2 {
+		t.Fatalf("rows %+v: want the expired and the deleted torrent's", e.stats.peers)
+	}
+	if e.stats.sources.Peers.Pending() != 0 {
+		t.Fatal("rows pending in sessions that are gone")
+	}
+}
+
+// A user removed and added again while a delta is pending is written once,
+// with both entries' transfer.
+func TestPrivateUserRowsOnceEach(t *testing.T) {
+	e := newPrivateEnv(t)
+	e.ok(ann{user: alice, hash: normalHash, peer: 1, left: 10})
+	e.ok(ann{user: alice, hash: normalHash, peer: 1, up: 100, left: 10})
+	e.p.RemoveUser(alice.Passkey)
+	e.p.PutUser(alice)
+	e.ok(ann{user: alice, hash: normalHash, peer: 1, up: 300, left: 10})
+	rows := e.stats.sources.Users.Take(nil)
+	if len(rows) != 1 || rows[0].Uploaded != 300 {
+		t.Fatalf("user rows %+v: want one of 300 uploaded", rows)
 	}
 }
