@@ -356,8 +356,8 @@ func TestSiteHandlerOverSocket(t *testing.T) {
 
 	c.send("POST /secret/report HTTP/1.1\r\nHost: t\r\nContent-Length: 4\r\n\r\nabcd")
 	resp, body = c.read()
-	if s = <-got; s.method != "POST" || s.body != "abcd" || s.host != "t" || string(body) != "success" {
-		t.Fatalf("POST: site saw %+v, answered %q", s, body)
+	if s = <-got; s.method != "POST" || s.body != "abcd" || s.host != "t" || resp.StatusCode != 200 || string(body) != "success" {
+		t.Fatalf("POST: site saw %+v, answered %d %q", s, resp.StatusCode, body)
 	}
 	c.send(rawGet("/fail", "HTTP/1.0", "Connection: keep-alive"))
 	resp, body = c.read()
