@@ -108,6 +108,10 @@ type HTTP struct {
 	// RealIPHeader names the header a trusted proxy puts the client's
 	// address in, such as X-Real-IP or X-Forwarded-For.
 	RealIPHeader string `json:"real_ip_header"`
+	// TLSCertFile and TLSKeyFile name the PEM certificate chain and key
+	// the port is served with over TLS; both empty serves plain HTTP.
+	TLSCertFile string `json:"tls_cert_file"`
+	TLSKeyFile  string `json:"tls_key_file"`
 }
 
 // UDP configures the UDP frontend (BEP 15).
@@ -406,6 +410,9 @@ func (c *Config) Validate() error {
 		}
 		if h.MaxHeaderBytes < 512 {
 			bad("http.max_header_bytes", "must be at least 512")
+		}
+		if (h.TLSCertFile == "") != (h.TLSKeyFile == "") {
+			bad("http.tls_cert_file", "tls_cert_file and tls_key_file must be set together")
 		}
 	}
 	u := c.UDP

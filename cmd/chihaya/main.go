@@ -163,6 +163,8 @@ func run(configPath string, cfg *config.Config) error {
 			AllowIPParam:   cfg.HTTP.AllowIPParam,
 			TrustedProxies: proxies,
 			RealIPHeader:   cfg.HTTP.RealIPHeader,
+			TLSCertFile:    cfg.HTTP.TLSCertFile,
+			TLSKeyFile:     cfg.HTTP.TLSKeyFile,
 			Observer:       m.Observer("http"),
 		}
 		if site != nil {
