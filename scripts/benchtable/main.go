@@ -29,17 +29,19 @@ import (
 	"time"
 
 	"github.com/go-sql-driver/mysql"
+	"github.com/redis/rueidis"
 )
 
 // options are the command's flags.
 type options struct {
-	duration time.Duration
-	warmup   time.Duration
-	soak     time.Duration
-	only     string
-	mysqlDSN string
-	bigPeers bool
-	verbose  bool
+	duration  time.Duration
+	warmup    time.Duration
+	soak      time.Duration
+	only      string
+	mysqlDSN  string
+	redisAddr string
+	bigPeers  bool
+	verbose   bool
 }
 
 func main() {
@@ -49,6 +51,7 @@ func main() {
 	flag.DurationVar(&o.soak, "soak", 60*time.Second, "length of the full-load runs that check errors and RSS growth; 0 skips them")
 	flag.StringVar(&o.only, "only", "", "run only the rows whose label contains this text")
 	flag.StringVar(&o.mysqlDSN, "mysql-dsn", envOr("CHIHAYA_MYSQL_DSN", "root@tcp(127.0.0.1:3306)/"), "MariaDB/MySQL server for the private-mode rows (a database is created and dropped)")
+	flag.StringVar(&o.redisAddr, "redis", envOr("CHIHAYA_REDIS_ADDR", "127.0.0.1:6379"), "Redis server for the redis-cache rows (keys under a fresh prefix, deleted afterwards)")
 	flag.BoolVar(&o.bigPeers, "2m", true, "include the memory row with 2,000,000 peers")
 	flag.BoolVar(&o.verbose, "v", false, "show the tracker's log and the load tool's progress")
 	flag.Parse()
@@ -134,17 +137,19 @@ func runAll(o options) error {
 	// Throughput: the swarm model (the load tool's defaults).
 	type row struct {
 		label, mode string
-		private     bool
+		store       store
 		args        []string
 	}
 	rows := []row{
-		{"UDP announce", "udp-announce", false, nil},
-		{"UDP scrape", "udp-scrape", false, nil},
-		{"HTTP announce, keep-alive", "http-announce", false, nil},
-		{"HTTP announce, connection per request", "http-announce", false, []string{"-conn-per-request"}},
-		{"HTTP scrape, keep-alive", "http-scrape", false, nil},
-		{"UDP announce, private (gazelle)", "udp-announce", true, nil},
-		{"HTTP announce, keep-alive, private (gazelle)", "http-announce", true, nil},
+		{"UDP announce", "udp-announce", open, nil},
+		{"UDP scrape", "udp-scrape", open, nil},
+		{"HTTP announce, keep-alive", "http-announce", open, nil},
+		{"HTTP announce, connection per request", "http-announce", open, []string{"-conn-per-request"}},
+		{"HTTP scrape, keep-alive", "http-scrape", open, nil},
+		{"UDP announce, private (gazelle)", "udp-announce", private, nil},
+		{"HTTP announce, keep-alive, private (gazelle)", "http-announce", private, nil},
+		{"UDP announce, redis cache", "udp-announce", redisCache, nil},
+		{"HTTP announce, keep-alive, redis cache", "http-announce", redisCache, nil},
 	}
 	fmt.Println("| load (10,000 torrents × 20 peers, 30 % seeders, numwant 50) | responses/s | responses per server CPU-second | p50 ms | p99 ms | p99.9 ms | errors |")
 	fmt.Println("| --- | ---: | ---: | ---: | ---: | ---: | ---: |")
@@ -154,7 +159,7 @@ func runAll(o options) error {
 			continue
 		}
 		args := append([]string{"-mode", r.mode, "-warmup", o.warmup.String(), "-duration", o.duration.String()}, r.args...)
-		rep, err := s.measure(r.private, 10000, args)
+		rep, err := s.measure(r.store, 10000, args)
 		if err != nil {
 			fmt.Printf("| %s | skipped: %s | | | | | |\n", r.label, oneLine(err))
 			continue
@@ -194,7 +199,11 @@ func runAll(o options) error {
 		if !s.selected(label) {
 			continue
 		}
-		rep, err := s.measure(m.private, m.torrents, []string{"-mode", "udp-announce", "-torrents", strconv.Itoa(m.torrents),
+		st := open
+		if m.private {
+			st = private
+		}
+		rep, err := s.measure(st, m.torrents, []string{"-mode", "udp-announce", "-torrents", strconv.Itoa(m.torrents),
 			"-warmup", "0s", "-duration", "1s"})
 		if err != nil {
 			fmt.Printf("| %s | %s | skipped: %s | | |\n", thousands(float64(m.torrents*20)), mode, oneLine(err))
@@ -214,11 +223,11 @@ func runAll(o options) error {
 		fmt.Println()
 		fmt.Printf("| %s at full load | responses | errors | RSS at start of window | RSS at end | change |\n", o.soak)
 		fmt.Println("| --- | ---: | ---: | ---: | ---: | ---: |")
-		for _, r := range []row{{"soak UDP announce", "udp-announce", false, nil}, {"soak HTTP announce, keep-alive", "http-announce", false, nil}} {
+		for _, r := range []row{{"soak UDP announce", "udp-announce", open, nil}, {"soak HTTP announce, keep-alive", "http-announce", open, nil}} {
 			if !s.selected(r.label) {
 				continue
 			}
-			rep, err := s.measure(false, 10000, []string{"-mode", r.mode, "-warmup", "5s", "-duration", o.soak.String()})
+			rep, err := s.measure(open, 10000, []string{"-mode", r.mode, "-warmup", "5s", "-duration", o.soak.String()})
 			if err != nil || rep.Server == nil {
 				fmt.Printf("| %s | skipped: %v | | | | |\n", r.label, err)
 				continue
@@ -235,10 +244,22 @@ func (s *suite) selected(label string) bool {
 	return s.o.only == "" || strings.Contains(label, s.o.only)
 }
 
-// measure starts a tracker (open, or private on a gazelle database with
-// the model's torrents registered), runs the load tool with args against
-// it and returns the tool's report.
-func (s *suite) measure(private bool, torrents int, args []string) (*report, error) {
+// store is what a row's tracker keeps its state in.
+type store int
+
+const (
+	// open is the memory cache without storage.
+	open store = iota
+	// private adds the gazelle storage driver.
+	private
+	// redisCache is the redis cache without storage.
+	redisCache
+)
+
+// measure starts a tracker (open, private on a gazelle database with the
+// model's torrents registered, or open on Redis), runs the load tool with
+// args against it and returns the tool's report.
+func (s *suite) measure(st store, torrents int, args []string) (*report, error) {
 	port, err := freePort()
 	if err != nil {
 		return nil, err
@@ -256,18 +277,27 @@ func (s *suite) measure(private bool, torrents int, args []string) (*report, err
 		"udp":   map[string]any{"listen": fmt.Sprintf("127.0.0.1:%d", port)},
 		"admin": map[string]any{"listen": fmt.Sprintf("127.0.0.1:%d", adminPort)},
 	}
-	var passkey string
-	if private {
+	switch st {
+	case private:
 		db, err := s.gazelleFor(torrents)
 		if err != nil {
 			return nil, err
 		}
-		passkey = db.passkey
 		cfg["storage"] = map[string]any{
 			"driver": "gazelle",
 			"config": map[string]any{"dsn": db.dsn, "dialect": "ops"},
 		}
-		args = append(args, "-passkey", passkey)
+		args = append(args, "-passkey", db.passkey)
+	case redisCache:
+		prefix, err := s.redisPrefix()
+		if err != nil {
+			return nil, err
+		}
+		defer s.deleteRedisKeys(prefix)
+		cfg["cache"] = map[string]any{
+			"driver": "redis",
+			"config": map[string]any{"addrs": []string{s.o.redisAddr}, "key_prefix": prefix},
+		}
 	}
 	cfgFile := filepath.Join(s.dir, "tracker.json")
 	raw, _ := json.Marshal(cfg)
@@ -548,4 +578,45 @@ func gitDescribe() string {
 		return "(not a git checkout)"
 	}
 	return strings.TrimSpace(string(out))
+}
+
+// redisPrefix returns a fresh key prefix on a Redis that answers.
+func (s *suite) redisPrefix() (string, error) {
+	c, err := net.DialTimeout("tcp", s.o.redisAddr, 2*time.Second)
+	if err != nil {
+		return "", fmt.Errorf("the Redis server at %s is not answering (%v); scripts/start-services starts it", s.o.redisAddr, err)
+	}
+	c.Close()
+	var rnd [4]byte
+	_, _ = rand.Read(rnd[:])
+	return "chihaya-bench-" + hex.EncodeToString(rnd[:]) + ":", nil
+}
+
+// deleteRedisKeys removes a run's keys, so that they neither fill the
+// server nor slow the next run's reaper.
+func (s *suite) deleteRedisKeys(prefix string) {
+	c, err := rueidis.NewClient(rueidis.ClientOption{InitAddress: []string{s.o.redisAddr}, DisableCache: true})
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "benchtable: deleting %s* from Redis: %v\n", prefix, err)
+		return
+	}
+	defer c.Close()
+	ctx := context.Background()
+	var cursor uint64
+	for {
+		e, err := c.Do(ctx, c.B().Scan().Cursor(cursor).Match(prefix+"*").Count(1000).Build()).AsScanEntry()
+		if err != nil {
+			fmt.Fprintf(os.Stderr, "benchtable: deleting %s* from Redis: %v\n", prefix, err)
+			return
+		}
+		if len(e.Elements) > 0 {
+			if err := c.Do(ctx, c.B().Unlink().Key(e.Elements...).Build()).Error(); err != nil {
+				fmt.Fprintf(os.Stderr, "benchtable: deleting %s* from Redis: %v\n", prefix, err)
+				return
+			}
+		}
+		if cursor = e.Cursor; cursor == 0 {
+			return
+		}
+	}
 }
