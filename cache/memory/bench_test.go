@@ -2,8 +2,13 @@ package memory
 
 import (
 	"context"
+	"encoding/json"
 	"net/netip"
+	"os"
 	"runtime"
+	"runtime/debug"
+	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -42,16 +47,42 @@ func BenchmarkScrape(b *testing.B) {
 	cachetest.BenchmarkScrape(b, s, cachetest.Populate(b, s, 1000, 50, 1))
 }
 
-// BenchmarkMemoryPerPeer reports the heap a peer costs, everything
-// included (records, index maps, swarms, slice slack), with 10,000 swarms
-// of 100 IPv4 peers. Each iteration builds a whole store; -benchtime=1x
-// measures it once.
+// BenchmarkMemoryPerPeer reports what a stored peer costs, everything
+// included (records, indexes, swarms, slice slack), for the issue's model
+// (100,000 swarms of 20) and for bigger swarms (10,000 of 100), IPv4 peers,
+// three in ten seeders:
+//
+//   - open: an open tracker's announces, no totals, no peer ids kept;
+//   - open,peer_ids: the same with peer_ids on;
+//   - private: every peer a user of its own reporting nonzero totals.
+//
+// B/peer is the Go heap after a collection; RSS-B/peer is the process's
+// resident memory growth, freed memory returned to the system before the
+// store is built, which adds the garbage the filling left behind. Each
+// iteration builds a whole store; -benchtime=1x measures it once.
 func BenchmarkMemoryPerPeer(b *testing.B) {
-	const swarms, perSwarm = 10_000, 100
-	var perPeer float64
+	for _, shape := range []struct {
+		name             string
+		swarms, perSwarm int
+	}{{"100000x20", 100_000, 20}, {"10000x100", 10_000, 100}} {
+		for _, mode := range []string{"open", "open,peer_ids", "private"} {
+			b.Run(shape.name+"/"+mode, func(b *testing.B) {
+				memoryPerPeer(b, shape.swarms, shape.perSwarm, mode)
+			})
+		}
+	}
+}
+
+func memoryPerPeer(b *testing.B, swarms, perSwarm int, mode string) {
+	raw := `{}`
+	if mode == "open,peer_ids" {
+		raw = `{"peer_ids": true}`
+	}
+	var perPeer, rssPerPeer float64
 	for b.Loop() {
-		before := heapAlloc()
-		s, err := driver{}.Open(nil, cache.Options{PeerLifetime: 45 * time.Minute})
+		debug.FreeOSMemory()
+		before, rss := heapAlloc(), residentBytes()
+		s, err := driver{}.Open(json.RawMessage(raw), cache.Options{PeerLifetime: 45 * time.Minute})
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -62,19 +93,28 @@ func BenchmarkMemoryPerPeer(b *testing.B) {
 				a := cache.Announce{
 					InfoHash: h,
 					PeerID:   peerID(n),
-					IPv4:     netip.AddrFrom4([4]byte{10, 0, byte(n >> 8), byte(n)}),
+					IPv4:     netip.AddrFrom4([4]byte{10, byte(i >> 8), byte(i), byte(n)}),
 					Port:     6881,
+					Seeder:   n%10 < 3,
+				}
+				if mode == "private" {
+					a.UserID = uint32(i*perSwarm + n + 1)
+					a.Uploaded, a.Downloaded = uint64(n+1)<<20, uint64(i+1)<<10
 				}
 				if err := s.Announce(context.Background(), &a, &r); err != nil {
 					b.Fatal(err)
 				}
 			}
 		}
-		perPeer = float64(heapAlloc()-before) / (swarms * perSwarm)
+		rssPerPeer = float64(residentBytes()-rss) / float64(swarms*perSwarm)
+		perPeer = float64(heapAlloc()-before) / float64(swarms*perSwarm)
 		runtime.KeepAlive(s)
 		s.Close()
 	}
 	b.ReportMetric(perPeer, "B/peer")
+	if rssPerPeer > 0 {
+		b.ReportMetric(rssPerPeer, "RSS-B/peer")
+	}
 }
 
 func heapAlloc() uint64 {
@@ -82,4 +122,18 @@ func heapAlloc() uint64 {
 	var m runtime.MemStats
 	runtime.ReadMemStats(&m)
 	return m.HeapAlloc
+}
+
+// residentBytes is the process's resident memory, 0 where /proc is not.
+func residentBytes() uint64 {
+	b, err := os.ReadFile("/proc/self/statm")
+	if err != nil {
+		return 0
+	}
+	f := strings.Fields(string(b))
+	if len(f) < 2 {
+		return 0
+	}
+	pages, _ := strconv.ParseUint(f[1], 10, 64)
+	return pages * uint64(os.Getpagesize())
 }

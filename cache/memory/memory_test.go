@@ -20,14 +20,56 @@ import (
 
 func TestSuite(t *testing.T) {
 	// Few shards, so swarms of one subtest share locks as in a busy
-	// tracker.
+	// tracker. The suite tells peers apart by their ids, so it needs them
+	// kept; TestPeerIDsOff checks the rest without.
 	cachetest.Run(t, func(t *testing.T, opts cache.Options) cache.Store {
-		s, err := cache.Open("memory", json.RawMessage(`{"shards": 4}`), opts)
+		s, err := cache.Open("memory", json.RawMessage(`{"shards": 4, "peer_ids": true}`), opts)
 		if err != nil {
 			t.Fatal(err)
 		}
 		return s
 	})
+}
+
+// TestPeerIDsOff: without peer_ids, answers carry zero ids and everything
+// else as with them, and a record carries nothing but the endpoint.
+func TestPeerIDsOff(t *testing.T) {
+	with, _ := openTest(t, `{"shards": 1, "peer_ids": true}`)
+	without, _ := openTest(t, `{"shards": 1}`)
+	h := hash(1)
+	for n := range 40 {
+		a := cache.Announce{InfoHash: h, PeerID: peerID(n), Port: uint16(1000 + n), Seeder: n%3 == 0, NumWant: 100}
+		if n%4 != 1 {
+			a.IPv4 = netip.AddrFrom4([4]byte{10, 0, 0, byte(n)})
+		}
+		if n%4 != 0 {
+			a.IPv6 = netip.AddrFrom16([16]byte{0x20, 0x01, 15: byte(n)})
+		}
+		rw, ro := do(t, with, a), do(t, without, a)
+		for _, p := range slices.Concat(ro.Peers4, ro.Peers6) {
+			if p.ID != (bittorrent.PeerID{}) {
+				t.Fatalf("peer %d got peer id %x from a store that keeps none", n, p.ID)
+			}
+		}
+		for _, r := range []*cache.Result{&rw, &ro} {
+			for i := range r.Peers4 {
+				r.Peers4[i].ID = bittorrent.PeerID{}
+			}
+			for i := range r.Peers6 {
+				r.Peers6[i].ID = bittorrent.PeerID{}
+			}
+		}
+		if !sameResult(rw, ro) {
+			t.Fatalf("peer %d: with ids %+v, without %+v", n, rw, ro)
+		}
+	}
+	sw := without.swarm(h)
+	if sw.v4.stride != 19 || sw.v6.stride != 31 {
+		t.Errorf("records of %d and %d bytes, want 19 and 31", sw.v4.stride, sw.v6.stride)
+	}
+	if err := sw.check(); err != nil {
+		t.Fatal(err)
+	}
 }
 
 func TestConfig(t *testing.T) {
@@ -284,36 +326,72 @@ func (s *swarm) check() error {
 	return nil
 }
 
-// TestInvariants drives one swarm through random announces, expiries and
-// reaps and checks its structure after each step against a plain model.
+// TestInvariants drives one swarm through random announces over either
+// family or both, expiries and reaps, and checks its structure after each
+// step against a plain model: the partitions, indexes and dual-stack links,
+// the counts, the totals, what a seeder is handed.
 func TestInvariants(t *testing.T) {
-	s, clk := openTest(t, `{"shards": 1}`)
+	for _, cfg := range []string{`{"shards": 1}`, `{"shards": 1, "peer_ids": false}`} {
+		t.Run(cfg, func(t *testing.T) { invariants(t, cfg) })
+	}
+}
+
+func invariants(t *testing.T, cfg string) {
+	s, clk := openTest(t, cfg)
 	h := hash(1)
 	rng := rand.New(rand.NewPCG(1, 2))
-	type state struct{ seeder, paused bool }
-	model := map[int]state{}
-	lastSeen := map[int]time.Time{}
-	for step := range 20000 {
-		n := rng.IntN(40)
+	type state struct {
+		seeder, paused bool
+		up             uint64
+		// seen4 and seen6 are the endpoints' last announces; zero: none.
+		seen4, seen6 time.Time
+	}
+	model := map[int]*state{}
+	for step := range 30000 {
+		// Enough peers for both lists to be indexed, few enough that
+		// they come back often.
+		n := rng.IntN(90)
 		a := cache.Announce{
 			InfoHash: h,
-			PeerID:   peerID(n),
-			IPv4:     netip.AddrFrom4([4]byte{10, 0, 0, byte(n)}),
+			UserID:   uint32(n % 3),
+			PeerID:   peerID(n / 3),
 			Port:     6881,
 			Seeder:   rng.IntN(2) == 0,
 			Event:    bittorrent.Event(rng.IntN(5)),
 			NumWant:  rng.IntN(30),
 		}
+		if rng.IntN(4) == 0 {
+			a.Uploaded = uint64(rng.IntN(1000))
+		}
+		fam := rng.IntN(3)
+		if fam != 1 {
+			a.IPv4 = netip.AddrFrom4([4]byte{10, 0, 0, byte(n)})
+		}
+		if fam != 0 {
+			a.IPv6 = netip.AddrFrom16([16]byte{0x20, 0x01, 15: byte(n)})
+		}
 		var r cache.Result
 		if err := s.Announce(context.Background(), &a, &r); err != nil {
 			t.Fatal(err)
 		}
+		if m := model[n]; (m != nil) != r.Known || (m != nil && m.up != r.PrevUploaded) {
+			t.Fatalf("step %d: peer %d known %v with totals %d, model %+v", step, n, r.Known, r.PrevUploaded, m)
+		}
 		if a.Event == bittorrent.Stopped {
 			delete(model, n)
-			delete(lastSeen, n)
 		} else {
-			model[n] = state{a.Seeder, a.Event == bittorrent.Paused}
-			lastSeen[n] = clk.Now()
+			m := model[n]
+			if m == nil {
+				m = &state{}
+				model[n] = m
+			}
+			m.seeder, m.paused, m.up = a.Seeder, a.Event == bittorrent.Paused, a.Uploaded
+			if a.IPv4.IsValid() {
+				m.seen4 = clk.Now()
+			}
+			if a.IPv6.IsValid() {
+				m.seen6 = clk.Now()
+			}
 		}
 		if sw := s.swarm(h); sw != nil {
 			if err := sw.check(); err != nil {
@@ -330,20 +408,26 @@ func TestInvariants(t *testing.T) {
 			t.Fatalf("step %d: counts %d/%d, model %d/%d", step, r.Complete, r.Incomplete, complete, len(model)-complete)
 		}
 		if a.Seeder || a.Event == bittorrent.Paused {
-			for _, p := range r.Peers4 {
-				pn := int(binary.BigEndian.Uint32(p.ID[16:]))
-				if st := model[pn]; st.seeder || st.paused {
-					t.Fatalf("step %d: a seeder got non-downloading peer %d", step, pn)
+			for _, p := range slices.Concat(r.Peers4, r.Peers6) {
+				a := p.AddrPort.Addr().As16()
+				pn := int(a[15])
+				if st := model[pn]; st == nil || st.seeder || st.paused {
+					t.Fatalf("step %d: a seeder got non-downloading or unknown peer %d", step, pn)
 				}
 			}
 		}
 		switch rng.IntN(100) {
 		case 0:
 			clk.Advance(time.Duration(rng.IntN(int(lifetime/time.Second))) * time.Second)
-			for pn, seen := range lastSeen {
-				if clk.Now().Sub(seen) > lifetime {
+			for pn, st := range model {
+				if !st.seen4.IsZero() && clk.Now().Sub(st.seen4) > lifetime {
+					st.seen4 = time.Time{}
+				}
+				if !st.seen6.IsZero() && clk.Now().Sub(st.seen6) > lifetime {
+					st.seen6 = time.Time{}
+				}
+				if st.seen4.IsZero() && st.seen6.IsZero() {
 					delete(model, pn)
-					delete(lastSeen, pn)
 				}
 			}
 		case 1:

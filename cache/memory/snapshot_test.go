@@ -182,7 +182,7 @@ func sameResult(a, b cache.Result) bool {
 }
 
 func TestSnapshotRoundTrip(t *testing.T) {
-	a, clkA, all := variedStore(t, `{"shards": 4}`)
+	a, clkA, all := variedStore(t, `{"shards": 4, "peer_ids": true}`)
 	written := clkA.Now()
 	data := snapshot(t, a)
 	const down = 7 * time.Minute
@@ -192,7 +192,7 @@ func TestSnapshotRoundTrip(t *testing.T) {
 	}
 
 	// Another shard count, and a clock seven minutes on.
-	b, clkB := openAt(t, `{"shards": 16}`, written.Add(down))
+	b, clkB := openAt(t, `{"shards": 16, "peer_ids": true}`, written.Add(down))
 	if err := b.ReadSnapshot(bytes.NewReader(data)); err != nil {
 		t.Fatal(err)
 	}
@@ -328,10 +328,11 @@ func TestSnapshotExpiresTheDowntime(t *testing.T) {
 	}
 }
 
-// smallSnapshot is a snapshot of a few peers of both families.
+// smallSnapshot is a snapshot of a few peers of both families, with their
+// ids.
 func smallSnapshot(t testing.TB) []byte {
 	t.Helper()
-	s, _ := openAt(t, `{"shards": 1}`, t0)
+	s, _ := openAt(t, `{"shards": 1, "peer_ids": true}`, t0)
 	h := hash(1)
 	do(t, s, cache.Announce{InfoHash: h, PeerID: peerID(1), IPv4: v4(1), Port: 1, Event: bittorrent.Completed, Seeder: true})
 	do(t, s, cache.Announce{InfoHash: h, UserID: 3, PeerID: peerID(2), IPv6: v6(2), Port: 2, Uploaded: 1})
@@ -560,7 +561,7 @@ func TestSnapshotVersion1(t *testing.T) {
 		peerV1(snapHas4|snapSeeder, 1, 7, 100, ip6),
 		peerV1(snapHas4|snapHas6, 2, 7, 200, ip6),
 		peerV1(snapHas6|snapPaused, 0, 8, 0, ip6))
-	l, _ := openAt(t, `{"shards": 2}`, t0.Add(time.Minute))
+	l, _ := openAt(t, `{"shards": 2, "peer_ids": true}`, t0.Add(time.Minute))
 	if err := l.ReadSnapshot(bytes.NewReader(data)); err != nil {
 		t.Fatal(err)
 	}
@@ -586,7 +587,7 @@ func TestSnapshotVersion1(t *testing.T) {
 // snapshot, where they are translated one by one: a test of the
 // translation, since the format does not depend on the record's values.
 func TestSnapshotFlagValues(t *testing.T) {
-	s, _ := openAt(t, `{"shards": 1}`, t0)
+	s, _ := openAt(t, `{"shards": 1, "peer_ids": true}`, t0)
 	do(t, s, cache.Announce{InfoHash: hash(1), PeerID: peerID(1), IPv4: v4(1), Port: 1, Seeder: true, Event: bittorrent.Completed, Uploaded: 1})
 	do(t, s, cache.Announce{InfoHash: hash(2), PeerID: peerID(2), IPv6: v6(2), Port: 1, Event: bittorrent.Paused})
 	data := snapshot(t, s)
@@ -844,8 +845,8 @@ func TestExampleBlockIsTheDefault(t *testing.T) {
 		t.Fatalf("example.json's memory block %s reads as %+v, %v; want the defaults", raw, c, err)
 	}
 	var keys map[string]any
-	if err := json.Unmarshal(raw, &keys); err != nil || len(keys) != 3 {
-		t.Fatalf("example.json's memory block %s should name shards, reap_interval and snapshot_file", raw)
+	if err := json.Unmarshal(raw, &keys); err != nil || len(keys) != 4 {
+		t.Fatalf("example.json's memory block %s should name shards, reap_interval, snapshot_file and peer_ids", raw)
 	}
 }
 

@@ -344,9 +344,24 @@ func (l *list) pick(self int, downOnly bool, want int, rng *rand.PCG, dst []bitt
 	// Lemire's multiply-shift maps 32 random bits onto [0, n) without a
 	// division; the bias is far below anything a swarm could notice.
 	i := int(uint64(n) * (rng.Uint64() >> 32) >> 32)
+	stride, port := int(l.stride), offAddr+int(l.alen)
+	idAt := -1
+	if l.layout&withID != 0 {
+		idAt = l.idAt()
+	}
 	for range n {
 		if i != self {
-			dst = append(dst, bittorrent.Peer{ID: l.id(i), AddrPort: l.endpoint(i)})
+			r := l.b[i*stride : i*stride+stride]
+			p := bittorrent.Peer{}
+			if l.alen == 4 {
+				p.AddrPort = netip.AddrPortFrom(netip.AddrFrom4([4]byte(r[offAddr:])), binary.BigEndian.Uint16(r[port:]))
+			} else {
+				p.AddrPort = netip.AddrPortFrom(netip.AddrFrom16([16]byte(r[offAddr:])), binary.BigEndian.Uint16(r[port:]))
+			}
+			if idAt >= 0 {
+				p.ID = bittorrent.PeerID(r[idAt:])
+			}
+			dst = append(dst, p)
 			if want--; want == 0 {
 				break
 			}
