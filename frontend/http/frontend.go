@@ -379,19 +379,25 @@ func (f *Frontend) trusted(a netip.Addr) bool {
 
 // failWith answers an error.
 func (f *Frontend) failWith(w http.ResponseWriter, r *http.Request, err error) {
-	status, reason := f.failure(err, r.RemoteAddr, r.URL.Path)
+	status, reason := f.failure(err, func() (string, string) { return r.RemoteAddr, r.URL.Path })
 	f.fail(w, status, reason)
 }
 
 // failure turns an error into the status and failure reason to answer. A
 // client's mistake is told as it is; anything else is logged and the
-// client learns only that the tracker failed.
-func (f *Frontend) failure(err error, remote, path string) (int, string) {
+// client learns only that the tracker failed. where names the remote
+// address and the path for the log; it is called only to log, so that the
+// fast path copies them out of its buffer only then.
+func (f *Frontend) failure(err error, where func() (remote, path string)) (int, string) {
 	var ce bittorrent.ClientError
 	if errors.As(err, &ce) {
-		f.log.Debug("request refused", "remote", remote, "reason", ce.Error())
+		if f.log.Enabled(context.Background(), slog.LevelDebug) {
+			remote, _ := where()
+			f.log.Debug("request refused", "remote", remote, "reason", ce.Error())
+		}
 		return http.StatusOK, ce.Error()
 	}
+	remote, path := where()
 	f.log.Error("request failed", "remote", remote, "path", path, "err", err)
 	return http.StatusInternalServerError, "internal tracker error, try again later"
 }

@@ -422,9 +422,16 @@ func (c *conn) handle(n int) {
 		c.closing = true
 	}
 	passkey, action := splitPath(bstr(h.path))
-	if action == "" {
+	switch action {
+	case "":
 		c.serveOther(raw)
 		return
+	case "announce":
+		// The Observer may keep the action (as a metric label): it
+		// must not be the buffer's bytes.
+		action = "announce"
+	default:
+		action = "scrape"
 	}
 	isGet := string(h.method) == "GET"
 	if !isGet && !h.isHead() {
@@ -457,7 +464,7 @@ func (c *conn) handle(n int) {
 		}
 	}
 	if err != nil {
-		status, reason := f.failure(err, c.remoteText(), bstr(h.path))
+		status, reason := f.failure(err, func() (string, string) { return c.remoteText(), string(h.path) })
 		c.reply(status, "", appendFailure(c.x.buf[:0], reason))
 	} else {
 		c.reply(http.StatusOK, "", c.x.buf)

@@ -21,6 +21,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -572,4 +573,34 @@ func FuzzParseHead(f *testing.F) {
 			t.Fatalf("%q: we close, net/http would not", b[:n])
 		}
 	})
+}
+
+// actions keeps the action strings it is told, as a metrics label would.
+type actions struct {
+	mu   sync.Mutex
+	seen []string
+}
+
+func (a *actions) Observe(action string, _ error, _ time.Duration) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.seen = append(a.seen, action)
+}
+
+// The strings the Observer is given outlive the read buffer they were
+// parsed from.
+func TestObserverKeepsItsActions(t *testing.T) {
+	obs := &actions{}
+	_, addr := serve(t, newTracker(t, tracker.Config{}), Config{Observer: obs})
+	c := dial(t, addr)
+	c.ok(announceTarget(1))
+	c.send(rawGet("/scrape?info_hash="+hashA+"&padding=xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx", "HTTP/1.1"))
+	c.read()
+	c.send(rawGet("/xxxxxxxx/announce?info_hash=short", "HTTP/1.1"))
+	c.read()
+	obs.mu.Lock()
+	defer obs.mu.Unlock()
+	if strings.Join(obs.seen, ",") != "announce,scrape,announce" {
+		t.Fatalf("the Observer holds %q", obs.seen)
+	}
 }
