@@ -1,0 +1,65 @@
+//go:build !linux
+
+package udp
+
+import (
+	"net"
+	"net/netip"
+)
+
+// batch is one reader's packets in hand. Without recvmmsg and sendmmsg a
+// batch holds one packet, moved with the ordinary calls.
+type batch struct {
+	conn   *net.UDPConn
+	in     [maxPacket + 1]byte
+	n      int
+	from   netip.AddrPort
+	out    []byte
+	queued bool
+}
+
+func newBatch(conn *net.UDPConn, _ int) (*batch, error) {
+	return &batch{conn: conn, out: make([]byte, 0, answerCap)}, nil
+}
+
+// read waits for a packet and reads it.
+func (b *batch) read() (int, error) {
+	b.queued = false
+	n, from, err := b.conn.ReadFromUDPAddrPort(b.in[:])
+	if err != nil {
+		return 0, err
+	}
+	b.n, b.from = n, from
+	return 1, nil
+}
+
+// packet returns the packet read and its source.
+func (b *batch) packet(int) ([]byte, netip.AddrPort) {
+	return b.in[:b.n], b.from
+}
+
+// answerBuf returns an empty buffer to build the answer in.
+func (b *batch) answerBuf() []byte {
+	return b.out[:0]
+}
+
+// answer queues out as the answer to the packet read.
+func (b *batch) answer(_ int, out []byte) {
+	b.out = out
+	b.queued = true
+}
+
+// flush writes the answer, if there is one.
+func (b *batch) flush() error {
+	if !b.queued {
+		return nil
+	}
+	b.queued = false
+	_, err := b.conn.WriteToUDPAddrPort(b.out, b.from)
+	if err != nil && isClosed(err) {
+		return err
+	}
+	// Any other error concerns this one answer, which is dropped as a
+	// lost packet would be.
+	return nil
+}
