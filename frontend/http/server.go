@@ -204,13 +204,19 @@ func (s *server) wakeIdle() {
 
 var aLongTimeAgo = time.Unix(1, 0)
 
-// bufPool holds the connections' read buffers (of initialReadBuffer
-// bytes) and write buffers, so connections that come and go do not
-// allocate them.
-var bufPool = sync.Pool{New: func() any {
-	b := make([]byte, initialReadBuffer)
-	return &b
-}}
+// readPool and writePool hold the connections' read buffers (of
+// initialReadBuffer bytes) and write buffers, so connections that come and
+// go do not allocate them.
+var (
+	readPool = sync.Pool{New: func() any {
+		b := make([]byte, initialReadBuffer)
+		return &b
+	}}
+	writePool = sync.Pool{New: func() any {
+		b := make([]byte, 0, initialReadBuffer)
+		return &b
+	}}
+)
 
 // conn is one client connection.
 type conn struct {
@@ -239,14 +245,17 @@ type conn struct {
 	// closing is set once the connection must close after the answers
 	// it holds.
 	closing bool
+	// now is a recent time: when the request being answered started,
+	// or when the last flush did.
+	now time.Time
 }
 
 func (c *conn) serve() {
 	defer c.s.forget(c)
 	defer c.release()
 	defer c.nc.Close()
-	c.rbuf = bufPool.Get().(*[]byte)
-	c.wbuf = bufPool.Get().(*[]byte)
+	c.rbuf = readPool.Get().(*[]byte)
+	c.wbuf = writePool.Get().(*[]byte)
 	c.out = (*c.wbuf)[:0]
 	c.x = c.s.f.pool.Get().(*exchange)
 	c.peer, c.peerErr = remoteAddr(c.nc)
@@ -281,6 +290,7 @@ func (c *conn) serve() {
 		if !c.flush() {
 			return
 		}
+		now := c.now
 		if c.r == c.w {
 			c.r, c.w = 0, 0
 		}
@@ -300,7 +310,7 @@ func (c *conn) serve() {
 				wait = cfg.ReadTimeout
 			}
 			firstWait = 0
-			c.setReadDeadline(wait, time.Now())
+			c.setReadDeadline(wait, now)
 			c.state.Store(stateIdle)
 			if c.s.shutting.Load() {
 				return
@@ -347,7 +357,7 @@ func (c *conn) makeRoom() bool {
 	grown := make([]byte, min(2*len(b), c.s.maxHead))
 	copy(grown, b[:c.w])
 	if len(b) == initialReadBuffer {
-		bufPool.Put(c.rbuf)
+		readPool.Put(c.rbuf)
 	}
 	c.rbuf = &grown
 	return true
@@ -356,23 +366,26 @@ func (c *conn) makeRoom() bool {
 // release gives the buffers back.
 func (c *conn) release() {
 	if len(*c.rbuf) == initialReadBuffer {
-		bufPool.Put(c.rbuf)
+		readPool.Put(c.rbuf)
 	}
 	if cap(c.out) <= maxPendingOutput {
-		*c.wbuf = c.out[:cap(c.out)]
-		bufPool.Put(c.wbuf)
+		*c.wbuf = c.out[:0]
+		writePool.Put(c.wbuf)
 	}
 	c.s.f.pool.Put(c.x)
 	c.rbuf, c.wbuf, c.x = nil, nil, nil
 }
 
 // flush writes the answers held; false means the connection is broken.
+// It leaves the time it started in c.now, for the deadline of the read
+// that follows.
 func (c *conn) flush() bool {
+	c.now = time.Now()
 	if len(c.out) == 0 {
 		return true
 	}
 	if wt := c.s.f.cfg.WriteTimeout; wt > 0 {
-		_ = c.nc.SetWriteDeadline(time.Now().Add(wt))
+		_ = c.nc.SetWriteDeadline(c.now.Add(wt))
 	}
 	_, err := c.nc.Write(c.out)
 	c.out = c.out[:0]
@@ -415,6 +428,7 @@ func (c *conn) remoteText() string {
 
 // handle serves the request whose head is the first n buffered bytes.
 func (c *conn) handle(n int) {
+	c.now = time.Now()
 	h := &c.h
 	raw := (*c.rbuf)[c.r : c.r+n]
 	c.r += n
@@ -451,7 +465,7 @@ func (c *conn) handle(n int) {
 		return
 	}
 	defer f.leave()
-	start := time.Now()
+	start := c.now
 	source, err := c.peer, c.peerErr
 	if err == nil {
 		source, err = f.clientAddr(source, h)
@@ -529,6 +543,7 @@ func (c *conn) bodyDeadline() {
 // failure reason and closes the connection after it.
 func (c *conn) refuse(status int, reason string) {
 	c.closing = true
+	c.now = time.Now()
 	c.reply(status, "", appendFailure(c.x.buf[:0], reason))
 }
 
@@ -551,7 +566,7 @@ func (c *conn) reply(status int, extra string, body []byte) {
 // that ends the head.
 func (c *conn) appendCommon(dst []byte) []byte {
 	dst = append(dst, "Date: "...)
-	dst = appendDate(dst)
+	dst = appendDate(dst, c.now)
 	if c.s.shutting.Load() {
 		c.closing = true
 	}
@@ -585,8 +600,7 @@ type date struct {
 
 var currentDate atomic.Pointer[date]
 
-func appendDate(dst []byte) []byte {
-	now := time.Now()
+func appendDate(dst []byte, now time.Time) []byte {
 	d := currentDate.Load()
 	if d == nil || d.unix != now.Unix() {
 		d = &date{unix: now.Unix(), text: now.UTC().AppendFormat(nil, http.TimeFormat)}

@@ -604,3 +604,24 @@ func TestObserverKeepsItsActions(t *testing.T) {
 		t.Fatalf("the Observer holds %q", obs.seen)
 	}
 }
+
+// Over the socket too, a request past max_inflight is refused at once with
+// 503 and Retry-After, and the connection stays usable.
+func TestMaxInflightOverSocket(t *testing.T) {
+	slow := &slowTracker{Tracker: newTracker(t, tracker.Config{}), entered: make(chan struct{}, 4), gate: make(chan struct{})}
+	_, addr := serve(t, slow, Config{MaxInflight: 1})
+	busy := dial(t, addr)
+	busy.send(rawGet(announceTarget(1), "HTTP/1.1"))
+	<-slow.entered
+
+	c := dial(t, addr)
+	c.send(rawGet(announceTarget(2), "HTTP/1.1"))
+	resp, body := c.read()
+	if resp.StatusCode != http.StatusServiceUnavailable || resp.Header.Get("Retry-After") != "5" || failureOf(t, body) != "tracker overloaded, retry later" {
+		t.Fatalf("over max_inflight: %d, Retry-After %q, %q", resp.StatusCode, resp.Header.Get("Retry-After"), body)
+	}
+	close(slow.gate)
+	resp, body = busy.read()
+	mustAnnounceOK(t, resp, body)
+	c.ok(announceTarget(2))
+}
