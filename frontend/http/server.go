@@ -245,6 +245,9 @@ type conn struct {
 	// closing is set once the connection must close after the answers
 	// it holds.
 	closing bool
+	// refused is set when the server refused a request it may not
+	// have read to its end.
+	refused bool
 	// now is a recent time: when the request being answered started,
 	// or when the last flush did.
 	now time.Time
@@ -276,8 +279,12 @@ func (c *conn) serve() {
 			c.started = time.Time{}
 			c.handle(n)
 			if c.closing {
-				c.flush()
-				c.linger()
+				// A client that asked to close has sent all it
+				// will; only bytes it sent past that request
+				// (or a refused request's rest) need draining.
+				if c.flush() && (c.r < c.w || c.refused) {
+					c.linger()
+				}
 				return
 			}
 			if len(c.out) >= maxPendingOutput && !c.flush() {
@@ -542,7 +549,7 @@ func (c *conn) bodyDeadline() {
 // refuse answers a request the server will not serve with a bencoded
 // failure reason and closes the connection after it.
 func (c *conn) refuse(status int, reason string) {
-	c.closing = true
+	c.closing, c.refused = true, true
 	c.now = time.Now()
 	c.reply(status, "", appendFailure(c.x.buf[:0], reason))
 }
