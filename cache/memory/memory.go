@@ -4,9 +4,10 @@
 //
 // Swarms are spread over shards by their info hash, each shard with its own
 // lock, so announces for different torrents rarely wait for each other.
-// Peers are fixed-size records in one slice per swarm, partitioned into
-// downloaders and the rest so that a seeder's peer list costs the same
-// however many seeders the swarm has.
+// Peers are fixed-size records packed in one byte slice per swarm and
+// address family, keyed by a 64-bit keyed hash of who they are and
+// partitioned into downloaders and the rest so that a seeder's peer list
+// costs the same however many seeders the swarm has; see swarm.go.
 //
 // Expiry is exact whatever the reaper's timing: a swarm drops its stale
 // endpoints before it is read by an announce or a scrape. The reaper, which

@@ -317,6 +317,8 @@ type swarmReader struct {
 	version uint16
 	key     peerKey
 	layout  uint8
+	// peers is readSwarm's scratch space, kept from swarm to swarm.
+	peers []snapPeer
 }
 
 // readSnapshot decodes a whole snapshot into new swarms and, only if all of
@@ -532,22 +534,48 @@ func (sr *swarmReader) readSwarm(hdr []byte) (s *swarm, live bool, dropped int, 
 	s = newSwarm(rb.now, sr.layout)
 	s.snatches = binary.BigEndian.Uint32(hdr)
 	s.touched = touched
-	var p snapPeer
+	// The live peers are collected first, so that each list is allocated
+	// once, at its size and layout.
+	live4, live6 := 0, 0
+	var totals4, totals6 bool
+	sr.peers = sr.peers[:0]
 	for range n {
-		start := sr.d.off
+		var p snapPeer
 		if err := sr.readPeer(&p); err != nil {
 			return nil, false, 0, err
-		}
-		if s.v4.find(p.hash) >= 0 || s.v6.find(p.hash) >= 0 {
-			return nil, false, 0, errAt(start, "peer %016x appears twice", p.hash)
 		}
 		if !p.live4 && !p.live6 {
 			dropped++
 			continue
 		}
-		s.load(&p)
+		totals := p.up|p.down != 0
+		if p.live4 {
+			live4++
+			totals4 = totals4 || totals
+		}
+		if p.live6 {
+			live6++
+			totals6 = totals6 || totals
+		}
+		sr.peers = append(sr.peers, p)
 	}
-	s.compact()
+	for _, l := range []struct {
+		l      *list
+		n      int
+		totals bool
+	}{{&s.v4, live4, totals4}, {&s.v6, live6, totals6}} {
+		if l.totals {
+			l.l.relayout(l.l.layout | withTotals)
+		}
+		l.l.b = make([]byte, 0, l.n*int(l.l.stride))
+	}
+	for i := range sr.peers {
+		p := &sr.peers[i]
+		if s.v4.find(p.hash) >= 0 || s.v6.find(p.hash) >= 0 {
+			return nil, false, 0, fmt.Errorf("peer %016x appears twice", p.hash)
+		}
+		s.load(p)
+	}
 	return s, recent || s.peers > 0, dropped, nil
 }
 
