@@ -406,7 +406,7 @@ func (q *queue[K, R]) collect(rows []R) []R {
 func (q *queue[K, R]) recycle(rows []R) {
 	clear(rows) // drop references (user agents) held by old rows
 	q.mu.Lock()
-	if q.spare == nil {
+	if cap(rows) > cap(q.spare) {
 		q.spare = rows[:0]
 	}
 	q.mu.Unlock()
@@ -437,6 +437,7 @@ func (q *queue[K, R]) flush(ctx context.Context) error {
 	defer q.flushing.Unlock()
 	rows := q.collect(q.take())
 	if len(rows) == 0 {
+		q.recycle(rows)
 		return nil
 	}
 	start := time.Now()

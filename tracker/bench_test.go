@@ -47,6 +47,10 @@ func benchmarkAnnounce(b *testing.B, private bool) {
 		defer f.Close(context.Background())
 		p := NewPrivate(tr, PrivateConfig{PeerLifetime: time.Hour, DeletionMemory: time.Hour}, f)
 		p.Replace(&snap)
+		// As cmd/chihaya runs it: it keeps the clock announces read.
+		ctx, cancel := context.WithCancel(context.Background())
+		defer cancel()
+		go p.Run(ctx, time.Minute)
 	}
 	reqs := make([]bittorrent.AnnounceRequest, torrents*peers)
 	for i := range reqs {

@@ -47,6 +47,9 @@ type liveSwarm struct {
 	index map[liveKey]int32
 	peers []livePeer
 	dirty int
+	// owner is the torrent's registry entry, whose live field points
+	// back here (both under the shard's lock).
+	owner *torrentEntry
 }
 
 type liveKey struct {
@@ -115,6 +118,33 @@ func (l *liveTable) shard(torrentID uint32) *liveShard {
 
 func unixSeconds(t time.Time) uint32 { return uint32(t.Unix()) }
 
+// swarm finds a torrent's sessions, through its registry entry when it
+// has one (nil when the torrent has no live peer yet).
+func (sh *liveShard) swarm(torrentID uint32, owner *torrentEntry) *liveSwarm {
+	if owner != nil && owner.live != nil {
+		return owner.live
+	}
+	sw := sh.swarms[torrentID]
+	if sw != nil {
+		// The torrent was registered again: its new entry takes the
+		// sessions over.
+		sw.adopt(owner)
+	}
+	return sw
+}
+
+// adopt links the swarm and the registry entry of its torrent, which then
+// finds it without a lookup; nil unlinks it.
+func (sw *liveSwarm) adopt(owner *torrentEntry) {
+	if sw.owner != nil {
+		sw.owner.live = nil
+	}
+	sw.owner = owner
+	if owner != nil {
+		owner.live = sw
+	}
+}
+
 // remove takes entry i out of the swarm, moving the last entry into its
 // place, and the swarm out of the shard once it is empty.
 func (sh *liveShard) remove(torrentID uint32, sw *liveSwarm, i int) {
@@ -133,6 +163,7 @@ func (sh *liveShard) remove(torrentID uint32, sw *liveSwarm, i int) {
 	switch {
 	case last == 0:
 		delete(sh.swarms, torrentID)
+		sw.adopt(nil)
 	case cap(sw.peers) > 64 && last < cap(sw.peers)/4:
 		// A swarm most sessions left gives its memory back.
 		sw.peers = slices.Clip(slices.Clone(sw.peers))
@@ -141,6 +172,8 @@ func (sh *liveShard) remove(torrentID uint32, sw *liveSwarm, i int) {
 
 // liveAnnounce is an announce as the live table records it.
 type liveAnnounce struct {
+	// entry is the torrent's registry entry, nil if it has none.
+	entry         *torrentEntry
 	torrent, user uint32
 	peer          bittorrent.PeerID
 	now           time.Time
@@ -168,12 +201,12 @@ type liveAnnounce struct {
 // backwards) and keeps the peer's row pending. A stopped peer leaves the
 // table; its last row is returned, with ended true, for the caller to hand
 // to storage.
-func (l *liveTable) update(a *liveAnnounce, counters counterFunc) (up, down uint64, last storage.PeerRow, ended bool) {
+func (l *liveTable) update(a *liveAnnounce, last *storage.PeerRow, counters counterFunc) (up, down uint64, ended bool) {
 	sh := l.shard(a.torrent)
 	key := liveKey{a.user, a.peer}
 	nowS := unixSeconds(a.now)
 	sh.mu.Lock()
-	sw := sh.swarms[a.torrent]
+	sw := sh.swarm(a.torrent, a.entry)
 	var i int32
 	var had bool
 	if sw != nil {
@@ -192,6 +225,7 @@ func (l *liveTable) update(a *liveAnnounce, counters counterFunc) (up, down uint
 		if sw == nil {
 			sw = &liveSwarm{index: map[liveKey]int32{}}
 			sh.swarms[a.torrent] = sw
+			sw.adopt(a.entry)
 		}
 		sw.peers = append(sw.peers, livePeer{key: key})
 		i = int32(len(sw.peers) - 1)
@@ -213,34 +247,45 @@ func (l *liveTable) update(a *liveAnnounce, counters counterFunc) (up, down uint
 	// A full row when something a light row leaves alone changed: the
 	// totals (also when they went backwards), the seeding state.
 	full := !known || a.event != bittorrent.None || a.uploaded != prevUp || a.downloaded != prevDown ||
-		!found || wasSeeding != a.seeding
+		!found || wasSeeding != a.seeding || pendingFull
 
-	next := livePeer{
-		key: key, uploaded: a.uploaded, downloaded: a.downloaded, left: a.left, corrupt: a.corrupt,
-		at: a.now.UnixNano(), started: nowS, seen: nowS, announces: 1, port: a.port, seeding: a.seeding,
-		dirty: true, full: full || pendingFull, addr: a.addr, userAgent: a.userAgent,
-	}
+	started, announces := nowS, uint32(1)
+	var upSpeed, downSpeed uint64
 	if found && !restart {
-		next.started, next.announces = e.started, e.announces+1
+		started, announces = e.started, e.announces+1
 		if secs := uint64(nowS - e.seen); secs > 0 {
-			next.upSpeed, next.downSpeed = up/secs, down/secs
+			upSpeed, downSpeed = up/secs, down/secs
 		}
 	}
-	if had && e.userAgent == next.userAgent {
-		// Keep the string already held rather than the request's copy.
-		next.userAgent = e.userAgent
-	}
 	if a.stopped {
-		last, ended = next.row(a.torrent, false), true
+		*last = storage.PeerRow{
+			TorrentID: a.torrent, UserID: a.user, PeerID: a.peer, Full: full,
+			Uploaded: a.uploaded, Downloaded: a.downloaded, Left: a.left, Corrupt: a.corrupt,
+			UpSpeed: upSpeed, DownSpeed: downSpeed, TimeSpent: time.Duration(nowS-started) * time.Second,
+			Announces: announces, Addr: a.addr, Port: a.port, UserAgent: a.userAgent, Time: a.now,
+		}
+		ended = true
 		if had {
 			sh.remove(a.torrent, sw, int(i))
 		}
 	} else {
+		// Field by field: the entry is written where it lies, not
+		// built aside and copied.
 		if !e.dirty {
+			e.dirty = true
 			sw.dirty++
 			sh.dirty++
 		}
-		*e = next
+		e.full = full
+		e.uploaded, e.downloaded, e.left, e.corrupt = a.uploaded, a.downloaded, a.left, a.corrupt
+		e.upSpeed, e.downSpeed = upSpeed, downSpeed
+		e.at, e.started, e.seen, e.announces = a.now.UnixNano(), started, nowS, announces
+		e.port, e.seeding, e.addr = a.port, a.seeding, a.addr
+		if e.userAgent != a.userAgent {
+			// Only a changed agent: keep the string already held
+			// rather than each request's copy.
+			e.userAgent = a.userAgent
+		}
 	}
 	sh.mu.Unlock()
 
@@ -254,7 +299,7 @@ func (l *liveTable) update(a *liveAnnounce, counters counterFunc) (up, down uint
 	case !had && !a.stopped:
 		l.count(a.user, a.seeding, +1, counters)
 	}
-	return up, down, last, ended
+	return up, down, ended
 }
 
 func (l *liveTable) count(userID uint32, seeding bool, n int32, counters counterFunc) {
@@ -273,6 +318,7 @@ func (l *liveTable) Take(dst []storage.PeerRow) []storage.PeerRow {
 		sh := &l.shards[i]
 		sh.mu.Lock()
 		if sh.dirty > 0 {
+			dst = slices.Grow(dst, sh.dirty)
 			for id, sw := range sh.swarms {
 				if sw.dirty == 0 {
 					continue
@@ -377,6 +423,7 @@ func (l *liveTable) dropTorrent(torrentID uint32, counters counterFunc) {
 			}
 		}
 		delete(sh.swarms, torrentID)
+		sw.adopt(nil)
 	}
 	sh.mu.Unlock()
 	l.release(dropped, rows, counters)

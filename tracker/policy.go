@@ -35,7 +35,8 @@ type PrivateConfig struct {
 	// a reason code, from the web application's own list; nil gives
 	// the plain "Unregistered torrent".
 	DeletionMessage func(reason int) string
-	// Now is the clock; nil means time.Now.
+	// Now is the clock; nil means time.Now, read through a clock Run
+	// keeps (see Private.now).
 	Now func() time.Time
 }
 
@@ -53,12 +54,17 @@ type Private struct {
 	byUserID map[uint32]*userEntry
 	torrents map[bittorrent.InfoHash]*torrentEntry // by v1 and v2 hash
 	byTorID  map[uint32]*torrentEntry
-	tokens   map[storage.Token]struct{}
+	tokens   map[tokenKey]struct{}
 	deleted  map[bittorrent.InfoHash]deletion
 
 	whitelist atomic.Pointer[[]string]
 	live      liveTable
 	started   time.Time
+
+	// ownClock: cfg.Now is the system clock, so Run may keep ticks, the
+	// time announces record, instead (see now).
+	ownClock bool
+	ticks    atomic.Pointer[time.Time]
 
 	// dirtyUsers and dirtyTorrents are the entries with a row pending
 	// (pending.go).
@@ -76,6 +82,9 @@ type userEntry struct {
 type torrentEntry struct {
 	info atomic.Pointer[storage.Torrent]
 	row  torrentRow
+	// live is the torrent's sessions in the live table, nil when it
+	// has none; guarded by the table shard's lock.
+	live *liveSwarm
 	// balance is raw uploaded minus downloaded since the tracker
 	// started; lastFlushed is when its counters last went to storage,
 	// in Unix seconds.
@@ -86,6 +95,16 @@ type torrentEntry struct {
 	snatches atomic.Uint32
 }
 
+// tokenKey is a storage.Token as one integer, which a map hashes faster
+// than a struct.
+type tokenKey uint64
+
+func keyOf(t storage.Token) tokenKey { return tokenKey(t.UserID)<<32 | tokenKey(t.TorrentID) }
+
+func (k tokenKey) token() storage.Token {
+	return storage.Token{UserID: uint32(k >> 32), TorrentID: uint32(k)}
+}
+
 type deletion struct {
 	reason int
 	at     time.Time
@@ -94,7 +113,8 @@ type deletion struct {
 // NewPrivate makes t a private tracker that records statistics into stats.
 // Load the first snapshot with Replace before serving.
 func NewPrivate(t *Tracker, cfg PrivateConfig, stats Stats) *Private {
-	if cfg.Now == nil {
+	ownClock := cfg.Now == nil
+	if ownClock {
 		cfg.Now = time.Now
 	}
 	p := &Private{
@@ -105,9 +125,10 @@ func NewPrivate(t *Tracker, cfg PrivateConfig, stats Stats) *Private {
 		byUserID: map[uint32]*userEntry{},
 		torrents: map[bittorrent.InfoHash]*torrentEntry{},
 		byTorID:  map[uint32]*torrentEntry{},
-		tokens:   map[storage.Token]struct{}{},
+		tokens:   map[tokenKey]struct{}{},
 		deleted:  map[bittorrent.InfoHash]deletion{},
 		started:  cfg.Now(),
+		ownClock: ownClock,
 	}
 	p.live.init(stats.AddPeer)
 	stats.SetSources(storage.Sources{
@@ -155,7 +176,7 @@ func (p *Private) Replace(s *storage.Snapshot) {
 
 	clear(p.tokens)
 	for _, tok := range s.Tokens {
-		p.tokens[tok] = struct{}{}
+		p.tokens[keyOf(tok)] = struct{}{}
 	}
 	wl := slices.Clone(s.Whitelist)
 	p.whitelist.Store(&wl)
@@ -322,14 +343,14 @@ func (p *Private) Torrent(h bittorrent.InfoHash) (storage.Torrent, bool) {
 // AddToken implements storage.Policy.
 func (p *Private) AddToken(t storage.Token) {
 	p.mu.Lock()
-	p.tokens[t] = struct{}{}
+	p.tokens[keyOf(t)] = struct{}{}
 	p.mu.Unlock()
 }
 
 // RemoveToken implements storage.Policy.
 func (p *Private) RemoveToken(t storage.Token) {
 	p.mu.Lock()
-	delete(p.tokens, t)
+	delete(p.tokens, keyOf(t))
 	p.mu.Unlock()
 }
 
@@ -338,8 +359,8 @@ func (p *Private) TokenHolders(torrentID uint32) []uint32 {
 	p.mu.RLock()
 	defer p.mu.RUnlock()
 	var out []uint32
-	for t := range p.tokens {
-		if t.TorrentID == torrentID {
+	for k := range p.tokens {
+		if t := k.token(); t.TorrentID == torrentID {
 			out = append(out, t.UserID)
 		}
 	}

@@ -32,6 +32,8 @@ type admission struct {
 	// live is record's request to the live table, kept here so that
 	// passing it by address does not move it to the heap.
 	live liveAnnounce
+	// last is the row of a session the announce ended.
+	last storage.PeerRow
 }
 
 // admit applies the private rules before the swarm is touched: who the
@@ -39,7 +41,9 @@ type admission struct {
 // announce. It turns the cache request into the user's peer on the
 // torrent's canonical hash.
 func (p *Private) admit(req *bittorrent.AnnounceRequest, a *cache.Announce, ad *admission) error {
-	*ad = admission{}
+	// Field by field: the scratch's other fields are large and record
+	// sets them before use.
+	ad.user, ad.torrent, ad.leechDenied, ad.token = nil, nil, false, false
 	p.mu.RLock()
 	user := p.users[req.Passkey]
 	tor := p.torrents[req.InfoHash]
@@ -50,7 +54,7 @@ func (p *Private) admit(req *bittorrent.AnnounceRequest, a *cache.Announce, ad *
 	}
 	var token bool
 	if user != nil && tor != nil {
-		_, token = p.tokens[storage.Token{UserID: user.info.Load().ID, TorrentID: tor.info.Load().ID}]
+		_, token = p.tokens[keyOf(storage.Token{UserID: user.info.Load().ID, TorrentID: tor.info.Load().ID})]
 	}
 	p.mu.RUnlock()
 
@@ -103,7 +107,7 @@ func (p *Private) whitelisted(id bittorrent.PeerID) bool {
 // credited transfer, the torrent's counters, the peer's row, a snatch,
 // token use.
 func (p *Private) record(req *bittorrent.AnnounceRequest, a *cache.Announce, r *cache.Result, ad *admission) error {
-	now := p.cfg.Now()
+	now := p.now()
 	u := ad.user.info.Load()
 	t := ad.torrent.info.Load()
 	addr := req.IPv4
@@ -116,16 +120,18 @@ func (p *Private) record(req *bittorrent.AnnounceRequest, a *cache.Announce, r *
 	// not in the swarm, so its session's totals are the baseline.
 	la := &ad.live
 	*la = liveAnnounce{
-		torrent: t.ID, user: u.ID, peer: req.PeerID, now: now, lifetime: p.cfg.PeerLifetime,
+		entry: ad.torrent, torrent: t.ID, user: u.ID, peer: req.PeerID, now: now, lifetime: p.cfg.PeerLifetime,
 		event: req.Event, stopped: req.Event == bittorrent.Stopped, seeding: req.Left == 0,
 		uploaded: req.Uploaded, downloaded: req.Downloaded, left: req.Left, corrupt: req.Corrupt,
 		addr: hidden(addr, u.Protected), port: req.Port, userAgent: req.UserAgent,
 		known: r.Known, prevUp: r.PrevUploaded, prevDown: r.PrevDownloaded, sessionBaseline: ad.leechDenied,
 	}
-	up, down, lastRow, ended := p.live.update(la, p.userCounters)
-	la.userAgent = "" // the scratch is pooled; do not keep the request's string
+	up, down, ended := p.live.update(la, &ad.last, p.userCounters)
+	// The scratch is pooled: it keeps no request's string or entry.
+	la.userAgent, la.entry = "", nil
 	if ended {
-		p.stats.AddPeer(lastRow)
+		p.stats.AddPeer(ad.last)
+		ad.last = storage.PeerRow{}
 	}
 	ad.torrent.balance.Add(int64(up) - int64(down))
 
@@ -230,17 +236,45 @@ func (p *Private) scrape(ctx context.Context, req *bittorrent.ScrapeRequest, res
 // as peers go silent, until ctx ends: every interval it drops expired
 // sessions and writes fresh counters for the torrents that lost peers, so a
 // swarm that empties shows 0 seeders and 0 leechers on the site.
+//
+// While it runs, it also keeps the clock announces read (see now).
 func (p *Private) Run(ctx context.Context, interval time.Duration) {
 	tick := time.NewTicker(interval)
 	defer tick.Stop()
+	var clock <-chan time.Time
+	if p.ownClock {
+		c := time.NewTicker(clockTick)
+		defer c.Stop()
+		defer p.ticks.Store(nil)
+		p.setTick(time.Now())
+		clock = c.C
+	}
 	for {
 		select {
 		case <-ctx.Done():
 			return
+		case <-clock:
+			p.setTick(time.Now())
 		case <-tick.C:
+			p.refresh(ctx)
 		}
-		p.refresh(ctx)
 	}
+}
+
+// clockTick is the resolution of the time announces record while Run
+// runs: finer than the seconds sessions, speeds and the database count in.
+const clockTick = 100 * time.Millisecond
+
+func (p *Private) setTick(t time.Time) { p.ticks.Store(&t) }
+
+// now is the time an announce records. Reading the system clock is a
+// tenth of a private announce's time in profiles, so while Run keeps a
+// clock, announces read its last tick instead.
+func (p *Private) now() time.Time {
+	if t := p.ticks.Load(); t != nil {
+		return *t
+	}
+	return p.cfg.Now()
 }
 
 func (p *Private) refresh(ctx context.Context) {

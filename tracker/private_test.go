@@ -567,3 +567,24 @@ func TestPrivateUserRowsOnceEach(t *testing.T) {
 		t.Fatalf("user rows %+v: want one of 300 uploaded", rows)
 	}
 }
+
+// With the system clock, announces record the time Run last read, not the
+// clock each time.
+func TestPrivateRecordsRunsClock(t *testing.T) {
+	store, err := cache.Open("memory", nil, cache.Options{PeerLifetime: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer store.Close()
+	tr := New(Config{AnnounceInterval: time.Minute, DefaultNumWant: 50, MaxNumWant: 50, MaxScrapeInfoHashes: 10}, store)
+	stats := newStatsLog()
+	p := NewPrivate(tr, PrivateConfig{PeerLifetime: time.Hour, DeletionMemory: time.Hour}, stats)
+	p.Replace(&storage.Snapshot{Users: []storage.User{alice}, Torrents: []storage.Torrent{{ID: 10, InfoHash: normalHash}}})
+	e := &privateEnv{t: t, tr: tr, p: p, stats: stats}
+	tick := time.Unix(1_700_000_000, 0)
+	p.setTick(tick)
+	e.ok(ann{user: alice, hash: normalHash, peer: 1, left: 10})
+	if row := stats.lastPeer(); !row.Time.Equal(tick) {
+		t.Fatalf("row time %v, want the tick %v", row.Time, tick)
+	}
+}

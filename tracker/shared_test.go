@@ -148,7 +148,7 @@ func (in *instance) state() state {
 		s.Torrents[h] = *e.info.Load()
 	}
 	for tok := range p.tokens {
-		s.Tokens = append(s.Tokens, tok)
+		s.Tokens = append(s.Tokens, tok.token())
 	}
 	slices.SortFunc(s.Tokens, func(a, b storage.Token) int { return int(a.UserID) - int(b.UserID) })
 	for h, d := range p.deleted {
