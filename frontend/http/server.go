@@ -53,7 +53,8 @@ type server struct {
 	// maxHead bounds a request head, its request line included.
 	maxHead int
 	// realIP is the client address header's name in lower case.
-	realIP   string
+	realIP string
+	// isTLS is set when connections are TLS ones.
 	isTLS    bool
 	shutting atomic.Bool
 	// ctx is the site handler's request context, cancelled when the
@@ -264,6 +265,11 @@ func (c *conn) serve() {
 	c.peer, c.peerErr = remoteAddr(c.nc)
 
 	cfg := &c.s.f.cfg
+	if c.s.isTLS && cfg.ReadTimeout > 0 {
+		// The handshake runs inside the first read, under its read
+		// deadline; its writes are bounded as well.
+		_ = c.nc.SetWriteDeadline(time.Now().Add(cfg.ReadTimeout))
+	}
 	firstWait := cfg.ReadTimeout
 	for {
 		n, err := parseHead((*c.rbuf)[c.r:c.w], &c.h, c.s.realIP)
