@@ -181,7 +181,26 @@ func parseRequestLine(line []byte, h *head) error {
 	if i := bytes.IndexByte(h.target, '?'); i >= 0 {
 		h.path, h.query = h.target[:i], h.target[i+1:]
 	}
+	h.path = originForm(h.path)
 	return nil
+}
+
+// originForm returns the path of an absolute-form request-target
+// ("http://host/announce"), which a server must accept (RFC 9112), and any
+// other target as it is.
+func originForm(path []byte) []byte {
+	if len(path) == 0 || path[0] == '/' {
+		return path
+	}
+	i := bytes.Index(path, []byte("://"))
+	if i <= 0 || !equalFold(path[:i], "http") && !equalFold(path[:i], "https") {
+		return path
+	}
+	rest := path[i+3:]
+	if j := bytes.IndexByte(rest, '/'); j >= 0 {
+		return rest[j:]
+	}
+	return rest[len(rest):]
 }
 
 // parseField reads one "name: value" line. Obsolete line folding (a line

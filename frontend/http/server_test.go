@@ -108,7 +108,7 @@ func TestPipelining(t *testing.T) {
 	batch.WriteString(rawGet("/nowhere", "HTTP/1.1"))
 	batch.WriteString(rawGet("/announce?info_hash=short", "HTTP/1.1"))
 	batch.WriteString("\r\n") // a stray empty line between requests is allowed
-	batch.WriteString(rawGet(announceTarget(3), "HTTP/1.1", "Connection: close"))
+	batch.WriteString(rawGet("http://tracker:6969"+announceTarget(3), "HTTP/1.1", "Connection: close"))
 	c.send(batch.String())
 
 	resp, body := c.read()
@@ -536,6 +536,8 @@ func FuzzParseHead(f *testing.F) {
 	f.Add([]byte("POST /a HTTP/1.1\r\nTransfer-Encoding: chunked\r\nX-Forwarded-For: 1.2.3.4\r\n\r\n"))
 	f.Add([]byte("GET /a HTTP/1.1\r\nA: b\r\n c\r\n\r\n"))
 	f.Add([]byte("GET /a HTTP/2.0\r\n\r\n"))
+	f.Add([]byte("0 * HTTP/1.2\n\r\n"))
+	f.Add([]byte("GET http://tracker/announce?x HTTP/1.1\r\n\r\n"))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		var h head
 		n, err := parseHead(b, &h, "x-forwarded-for")
@@ -557,8 +559,12 @@ func FuzzParseHead(f *testing.F) {
 			// must agree.
 			return
 		}
-		if req.Method != string(h.method) || req.RequestURI != string(h.target) || req.ProtoMinor != h.minor {
+		// HTTP/1.y past 1.1 is served as 1.1.
+		if req.Method != string(h.method) || req.RequestURI != string(h.target) || min(req.ProtoMinor, 1) != h.minor {
 			t.Fatalf("%q: net/http reads %s %s 1.%d, we %s %s 1.%d", b[:n], req.Method, req.RequestURI, req.ProtoMinor, h.method, h.target, h.minor)
+		}
+		if bytes.HasPrefix(h.path, []byte("/")) && !bytes.ContainsAny(h.path, "%") && req.URL.Path != string(h.path) {
+			t.Fatalf("%q: path %q, we %q", b[:n], req.URL.Path, h.path)
 		}
 		if ua := req.Header.Get("User-Agent"); len(req.Header.Values("User-Agent")) == 1 && ua != string(h.userAgent) {
 			t.Fatalf("%q: User-Agent %q, we %q", b[:n], ua, h.userAgent)
