@@ -29,10 +29,18 @@ type Tracker interface {
 // Config configures the frontend.
 type Config struct {
 	// Addr is the listen address; ":6969" listens on both families.
-	Addr           string
-	ReadTimeout    time.Duration
-	WriteTimeout   time.Duration
-	IdleTimeout    time.Duration
+	Addr string
+	// ReadTimeout bounds reading one request, from its first byte (or
+	// from the accept, for a connection's first request) to the end of
+	// its body.
+	ReadTimeout time.Duration
+	// WriteTimeout bounds each write of answers.
+	WriteTimeout time.Duration
+	// IdleTimeout bounds the wait for a kept-alive connection's next
+	// request; 0 uses ReadTimeout.
+	IdleTimeout time.Duration
+	// MaxHeaderBytes bounds a request's line and header fields; as
+	// with net/http, 4 KiB more are tolerated. 0: 1 MiB.
 	MaxHeaderBytes int
 	// MaxConnections bounds the connections open at once; past it a new
 	// connection is answered 503 and closed. 0: no bound.

@@ -631,3 +631,14 @@ func TestMaxInflightOverSocket(t *testing.T) {
 	mustAnnounceOK(t, resp, body)
 	c.ok(announceTarget(2))
 }
+
+// A client that stops reading holds its connection only until the write
+// timeout.
+func TestWriteTimeout(t *testing.T) {
+	big := strings.Repeat("x", 32<<20)
+	site := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, big) })
+	fe, addr := serve(t, newTracker(t, tracker.Config{}), Config{Site: site, WriteTimeout: 200 * time.Millisecond, MaxConnections: 10})
+	c := dial(t, addr)
+	c.send(rawGet("/big", "HTTP/1.1"))
+	waitFor(t, "the stalled connection to be closed", func() bool { return fe.conns.Active() == 0 })
+}
