@@ -22,10 +22,11 @@ import (
 )
 
 // newFrontend wires the frontend to the real tracker logic and memory cache,
-// as the command does.
+// as the command does; the cache keeps peer ids, so the dictionary model
+// can be checked.
 func newFrontend(t testing.TB, cfg Config) *Frontend {
 	t.Helper()
-	store, err := cache.Open("memory", nil, cache.Options{PeerLifetime: time.Hour})
+	store, err := cache.Open("memory", []byte(`{"peer_ids": true}`), cache.Options{PeerLifetime: time.Hour})
 	if err != nil {
 		t.Fatal(err)
 	}
