@@ -6,6 +6,7 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"sync/atomic"
 	"syscall"
 	"unsafe"
 
@@ -16,6 +17,92 @@ import (
 // sendmmsg: with one system call per packet each way, the calls cost more
 // CPU than the tracker logic. The calls are made here rather than through
 // x/net's ReadBatch, which allocates a net.UDPAddr for every packet read.
+//
+// With no more readers than CPUs the socket is also taken out of the Go
+// poller and the readers block in the kernel, as a C tracker's threads do.
+// A socket in the poller costs, for every packet sent or received, an
+// epoll wakeup in the kernel, and for every idle moment a trip through the
+// scheduler; measured, that was a fifth of the server's CPU. Many readers
+// per CPU (a cache behind a network) keep the poller: a goroutine blocked
+// in the kernel holds its thread and, until the runtime notices, its CPU,
+// which the readers waiting on network round trips need.
+
+// socket is the frontend's UDP socket, in one of the two modes.
+type socket struct {
+	// conn is the socket in poller mode, nil in blocking mode.
+	conn *net.UDPConn
+	// fd is the socket in blocking mode.
+	fd     int
+	addr   net.Addr
+	closed atomic.Bool
+}
+
+// listen opens the socket; blocking chooses the mode.
+func listen(addr *net.UDPAddr, blocking bool) (*socket, error) {
+	// The net package picks the family (":6969" is one dual-stack
+	// IPv6 socket) and binds; blocking mode then takes over the file.
+	conn, err := net.ListenUDP("udp", addr)
+	if err != nil {
+		return nil, err
+	}
+	tuneBuffers(conn)
+	s := &socket{conn: conn, addr: conn.LocalAddr()}
+	if !blocking {
+		return s, nil
+	}
+	rc, err := conn.SyscallConn()
+	if err != nil {
+		conn.Close()
+		return nil, err
+	}
+	fd, dupErr := -1, error(nil)
+	if err := rc.Control(func(cfd uintptr) {
+		fd, dupErr = unix.FcntlInt(cfd, unix.F_DUPFD_CLOEXEC, 0)
+	}); err != nil {
+		dupErr = err
+	}
+	// Closing the poller's descriptor takes the socket out of the
+	// poller; the duplicate keeps it open and bound.
+	conn.Close()
+	if dupErr != nil {
+		return nil, os.NewSyscallError("fcntl", dupErr)
+	}
+	if err := unix.SetNonblock(fd, false); err != nil {
+		unix.Close(fd)
+		return nil, os.NewSyscallError("fcntl", err)
+	}
+	// A write blocked on a full send buffer gives up after a while and
+	// drops the answer, as a lost packet.
+	tv := unix.Timeval{Sec: 1}
+	if err := unix.SetsockoptTimeval(fd, unix.SOL_SOCKET, unix.SO_SNDTIMEO, &tv); err != nil {
+		unix.Close(fd)
+		return nil, os.NewSyscallError("setsockopt", err)
+	}
+	s.conn, s.fd = nil, fd
+	return s, nil
+}
+
+// shutdown stops the readers: they answer what they hold, read what is
+// still queued, and then find the socket closed.
+func (s *socket) shutdown() error {
+	s.closed.Store(true)
+	if s.conn != nil {
+		return s.conn.Close()
+	}
+	// Shutting down the receiving side wakes the readers blocked in
+	// recvmmsg; it reports ENOTCONN on a socket with no peer but takes
+	// effect all the same. Answers can still be sent.
+	_ = unix.Shutdown(s.fd, unix.SHUT_RD)
+	return nil
+}
+
+// release frees the socket once no reader uses it any more; before that, a
+// closed descriptor number could be reused under a reader's feet.
+func (s *socket) release() {
+	if s.conn == nil {
+		unix.Close(s.fd)
+	}
+}
 
 // mmsghdr is struct mmsghdr: a message header and the length the kernel
 // moved. Go pads it as C does on every Linux architecture.
@@ -28,6 +115,8 @@ type mmsghdr struct {
 // the answers queued for them. Every buffer is allocated once, and the
 // headers point into them, so a batch must not be copied.
 type batch struct {
+	sock *socket
+	// rc is the socket in poller mode.
 	rc syscall.RawConn
 
 	in    []mmsghdr
@@ -55,13 +144,9 @@ type batch struct {
 	writeFn func(fd uintptr) bool
 }
 
-func newBatch(conn *net.UDPConn, size int) (*batch, error) {
-	rc, err := conn.SyscallConn()
-	if err != nil {
-		return nil, err
-	}
+func (s *socket) newBatch(size int) (*batch, error) {
 	b := &batch{
-		rc:     rc,
+		sock:   s,
 		in:     make([]mmsghdr, size),
 		inIov:  make([]unix.Iovec, size),
 		inBuf:  make([][]byte, size),
@@ -82,8 +167,15 @@ func newBatch(conn *net.UDPConn, size int) (*batch, error) {
 		b.out[i].hdr.Iov = &b.outIov[i]
 		b.out[i].hdr.SetIovlen(1)
 	}
-	b.readFn = b.recv
-	b.writeFn = b.send
+	if s.conn != nil {
+		rc, err := s.conn.SyscallConn()
+		if err != nil {
+			return nil, err
+		}
+		b.rc = rc
+		b.readFn = b.recv
+		b.writeFn = b.send
+	}
 	return b, nil
 }
 
@@ -97,13 +189,54 @@ func (b *batch) read() (int, error) {
 		b.in[i].n = 0
 	}
 	b.n, b.errno = 0, 0
-	if err := b.rc.Read(b.readFn); err != nil {
+	if b.rc == nil {
+		b.recvBlocking()
+		if b.n == 0 && b.sock.closed.Load() {
+			return 0, net.ErrClosed
+		}
+	} else if err := b.rc.Read(b.readFn); err != nil {
 		return 0, err
 	}
 	if b.errno != 0 {
 		return 0, os.NewSyscallError("recvmmsg", b.errno)
 	}
 	return b.n, nil
+}
+
+// recvBlocking waits in the kernel for at least one packet and takes what
+// else is queued, up to the batch size.
+func (b *batch) recvBlocking() {
+	for {
+		n, _, errno := unix.Syscall6(unix.SYS_RECVMMSG, uintptr(b.sock.fd), uintptr(unsafe.Pointer(&b.in[0])), uintptr(len(b.in)), unix.MSG_WAITFORONE, 0, 0)
+		switch errno {
+		case 0:
+			b.n = int(n)
+			if b.sock.closed.Load() {
+				// Once the queue is empty, a shut down
+				// socket reads as empty messages from no
+				// address; the packets before them are
+				// real.
+				for i := range b.n {
+					if b.in[i].hdr.Namelen == 0 {
+						b.n = i
+						break
+					}
+				}
+			}
+			return
+		case unix.EINTR:
+			continue
+		case unix.EAGAIN:
+			// No timeout is set, but a shut down socket may
+			// say so rather than read as empty messages.
+			if b.sock.closed.Load() {
+				return
+			}
+			continue
+		}
+		b.errno = errno
+		return
+	}
 }
 
 func (b *batch) recv(fd uintptr) bool {
@@ -168,10 +301,19 @@ func (b *batch) flush() error {
 	defer func() { b.queued = 0 }()
 	for b.sent = 0; b.sent < b.queued; {
 		b.n, b.errno = 0, 0
-		if err := b.rc.Write(b.writeFn); err != nil {
+		if b.rc == nil {
+			b.sendBlocking()
+		} else if err := b.rc.Write(b.writeFn); err != nil {
 			return err
 		}
-		if b.errno != 0 {
+		switch b.errno {
+		case 0:
+		case unix.EAGAIN:
+			// The send timeout of blocking mode: the buffer
+			// has not drained for a second, and would not for
+			// the rest either.
+			return os.NewSyscallError("sendmmsg", b.errno)
+		default:
 			// sendmmsg reports an error only when it sent
 			// nothing: the first message is the one refused.
 			b.n = 1
@@ -181,9 +323,20 @@ func (b *batch) flush() error {
 	return nil
 }
 
+func (b *batch) sendBlocking() {
+	for {
+		n, _, errno := unix.Syscall6(unix.SYS_SENDMMSG, uintptr(b.sock.fd), uintptr(unsafe.Pointer(&b.out[b.sent])), uintptr(b.queued-b.sent), unix.MSG_NOSIGNAL, 0, 0)
+		if errno == unix.EINTR {
+			continue
+		}
+		b.n, b.errno = int(n), errno
+		return
+	}
+}
+
 func (b *batch) send(fd uintptr) bool {
 	for {
-		n, _, errno := unix.Syscall6(unix.SYS_SENDMMSG, fd, uintptr(unsafe.Pointer(&b.out[b.sent])), uintptr(b.queued-b.sent), unix.MSG_DONTWAIT, 0, 0)
+		n, _, errno := unix.Syscall6(unix.SYS_SENDMMSG, fd, uintptr(unsafe.Pointer(&b.out[b.sent])), uintptr(b.queued-b.sent), unix.MSG_DONTWAIT|unix.MSG_NOSIGNAL, 0, 0)
 		switch errno {
 		case 0:
 			b.n = int(n)

@@ -7,6 +7,28 @@ import (
 	"net/netip"
 )
 
+// socket is the frontend's UDP socket.
+type socket struct {
+	conn *net.UDPConn
+	addr net.Addr
+}
+
+// listen opens the socket. Readers always wait in the Go poller here.
+func listen(addr *net.UDPAddr, _ bool) (*socket, error) {
+	conn, err := net.ListenUDP("udp", addr)
+	if err != nil {
+		return nil, err
+	}
+	tuneBuffers(conn)
+	return &socket{conn: conn, addr: conn.LocalAddr()}, nil
+}
+
+// shutdown closes the socket, which stops the readers.
+func (s *socket) shutdown() error { return s.conn.Close() }
+
+// release has nothing left to free once the socket is closed.
+func (s *socket) release() {}
+
 // batch is one reader's packets in hand. Without recvmmsg and sendmmsg a
 // batch holds one packet, moved with the ordinary calls.
 type batch struct {
@@ -18,8 +40,8 @@ type batch struct {
 	queued bool
 }
 
-func newBatch(conn *net.UDPConn, _ int) (*batch, error) {
-	return &batch{conn: conn, out: make([]byte, 0, answerCap)}, nil
+func (s *socket) newBatch(int) (*batch, error) {
+	return &batch{conn: s.conn, out: make([]byte, 0, answerCap)}, nil
 }
 
 // read waits for a packet and reads it.

@@ -69,7 +69,7 @@ type Frontend struct {
 	// badRequests is the tracker, when it counts bad requests.
 	badRequests badRequestCounter
 
-	conn *net.UDPConn
+	sock *socket
 	wg   sync.WaitGroup
 }
 
@@ -108,33 +108,40 @@ func (f *Frontend) ListenAndServe() (net.Addr, error) {
 	if err != nil {
 		return nil, err
 	}
-	conn, err := net.ListenUDP("udp", addr)
-	if err != nil {
-		return nil, err
-	}
-	// A larger receive buffer absorbs bursts; the kernel may cap it, and
-	// a smaller one only means drops sooner, so failure is not fatal.
-	_ = conn.SetReadBuffer(8 << 20)
-	_ = conn.SetWriteBuffer(4 << 20)
-	f.conn = conn
 	readers := f.cfg.Readers
 	if readers <= 0 {
 		readers = runtime.GOMAXPROCS(0)
+	}
+	sock, err := listen(addr, readers <= runtime.GOMAXPROCS(0))
+	if err != nil {
+		return nil, err
 	}
 	size := f.cfg.Batch
 	if size <= 0 {
 		size = defaultBatch(readers)
 	}
-	for range readers {
-		b, err := newBatch(conn, size)
-		if err != nil {
-			conn.Close()
+	batches := make([]*batch, readers)
+	for i := range batches {
+		if batches[i], err = sock.newBatch(size); err != nil {
+			sock.shutdown()
+			sock.release()
 			return nil, err
 		}
+	}
+	f.sock = sock
+	for _, b := range batches {
 		f.wg.Add(1)
 		go f.serve(b)
 	}
-	return conn.LocalAddr(), nil
+	return sock.addr, nil
+}
+
+// tuneBuffers sizes the socket's buffers. A larger receive buffer absorbs
+// bursts; the kernel may cap it, and a smaller one only means drops
+// sooner, so failure is not fatal.
+func tuneBuffers(conn *net.UDPConn) {
+	_ = conn.SetReadBuffer(8 << 20)
+	_ = conn.SetWriteBuffer(4 << 20)
 }
 
 // maxBatch is the default batch of a reader per CPU: past some dozens of
@@ -155,12 +162,16 @@ func defaultBatch(readers int) int {
 // Shutdown closes the socket and waits for the readers to finish the
 // packets they hold.
 func (f *Frontend) Shutdown(ctx context.Context) error {
-	if f.conn == nil {
+	if f.sock == nil {
 		return nil
 	}
-	err := f.conn.Close()
+	err := f.sock.shutdown()
 	done := make(chan struct{})
-	go func() { f.wg.Wait(); close(done) }()
+	go func() {
+		f.wg.Wait()
+		f.sock.release()
+		close(done)
+	}()
 	select {
 	case <-done:
 		return err

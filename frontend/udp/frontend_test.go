@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -390,55 +391,143 @@ func TestBEP41Options(t *testing.T) {
 	}
 }
 
-// The socket test runs the real listener on both loopback families.
+// readerModes are the two ways readers wait for packets: as many readers as
+// CPUs block in the kernel, more than that wait in the Go poller.
+var readerModes = []struct {
+	name    string
+	readers func() int
+}{
+	{"blocking", func() int { return runtime.GOMAXPROCS(0) }},
+	{"poller", func() int { return 2*runtime.GOMAXPROCS(0) + 1 }},
+}
+
+// The socket test runs the real listener on both loopback families and on
+// a dual-stack socket, where IPv4 clients arrive as IPv4-mapped addresses:
+// they must be answered, and seen by other peers, as plain IPv4.
 func TestListenerBothFamilies(t *testing.T) {
-	for _, addr := range []string{"127.0.0.1:0", "[::1]:0"} {
-		t.Run(addr, func(t *testing.T) {
-			h := newHarness(t, Config{Addr: addr, Readers: 2})
+	cases := []struct{ listen, dial string }{
+		{"127.0.0.1:0", "127.0.0.1"},
+		{"[::1]:0", "::1"},
+		{":0", "127.0.0.1"},
+		{":0", "::1"},
+	}
+	for _, mode := range readerModes {
+		for _, c := range cases {
+			t.Run(mode.name+"/"+c.listen+"/"+c.dial, func(t *testing.T) {
+				h := newHarness(t, Config{Addr: c.listen, Readers: mode.readers()})
+				h.fe.cfg.Now = time.Now
+				local, err := h.fe.ListenAndServe()
+				if err != nil {
+					if strings.Contains(c.listen, "::1") {
+						t.Skipf("no IPv6 loopback: %v", err)
+					}
+					t.Fatal(err)
+				}
+				defer h.fe.Shutdown(context.Background())
+				port := local.(*net.UDPAddr).Port
+				v6 := strings.Contains(c.dial, ":")
+				target := net.JoinHostPort(c.dial, fmt.Sprint(port))
+				clients := make([]*net.UDPConn, 2)
+				for i := range clients {
+					conn, err := net.Dial("udp", target)
+					if err != nil {
+						if v6 {
+							t.Skipf("no IPv6 loopback: %v", err)
+						}
+						t.Fatal(err)
+					}
+					defer conn.Close()
+					clients[i] = conn.(*net.UDPConn)
+				}
+				roundTrip := func(conn *net.UDPConn, p []byte) []byte {
+					conn.SetDeadline(time.Now().Add(5 * time.Second))
+					if _, err := conn.Write(p); err != nil {
+						t.Fatal(err)
+					}
+					buf := make([]byte, 2048)
+					n, err := conn.Read(buf)
+					if err != nil {
+						t.Fatal(err)
+					}
+					return buf[:n]
+				}
+				var seen []netip.AddrPort
+				for i, conn := range clients {
+					out := roundTrip(conn, connectPacket(3))
+					id := binary.BigEndian.Uint64(out[8:])
+					// A seeder, then a leecher.
+					a := announceArgs{connID: id, txID: 4, hash: "hash-l", peer: fmt.Sprint("p", i), left: uint64(i), port: 6881, numWant: -1}
+					r := decodeAnnounce(t, roundTrip(conn, a.packet()), 4, v6)
+					if r.seeders != 1 || r.leechers != uint32(i) {
+						t.Fatalf("client %d: %+v", i, r)
+					}
+					seen = r.peers
+				}
+				// The second client is told of the first at the
+				// address it announced from, in its own family.
+				want := netip.AddrPortFrom(netip.MustParseAddr(c.dial), 6881)
+				if len(seen) != 1 || seen[0] != want {
+					t.Fatalf("second client got peers %v, want [%v]", seen, want)
+				}
+			})
+		}
+	}
+}
+
+// Many packets in flight at once, from several sockets, are each answered
+// once and to the socket that sent them, however the readers batch them.
+func TestListenerManyInFlight(t *testing.T) {
+	for _, mode := range readerModes {
+		t.Run(mode.name, func(t *testing.T) {
+			h := newHarness(t, Config{Addr: "127.0.0.1:0", Readers: mode.readers(), Batch: 8})
 			h.fe.cfg.Now = time.Now
 			local, err := h.fe.ListenAndServe()
 			if err != nil {
-				if strings.Contains(addr, "::1") {
-					t.Skipf("no IPv6 loopback: %v", err)
-				}
 				t.Fatal(err)
 			}
-			defer h.fe.Shutdown(context.Background())
-			conn, err := net.Dial("udp", local.String())
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer conn.Close()
-			roundTrip := func(p []byte) []byte {
-				conn.SetDeadline(time.Now().Add(5 * time.Second))
-				if _, err := conn.Write(p); err != nil {
-					t.Fatal(err)
-				}
-				buf := make([]byte, 2048)
-				n, err := conn.Read(buf)
+			const sockets, perSocket = 4, 100
+			conns := make([]*net.UDPConn, sockets)
+			for i := range conns {
+				conn, err := net.DialUDP("udp", nil, local.(*net.UDPAddr))
 				if err != nil {
 					t.Fatal(err)
 				}
-				return buf[:n]
+				defer conn.Close()
+				conns[i] = conn
 			}
-			out := roundTrip(connectPacket(3))
-			id := binary.BigEndian.Uint64(out[8:])
-			a := announceArgs{connID: id, txID: 4, hash: "hash-l", peer: "p", port: 6881, numWant: -1}
-			r := decodeAnnounce(t, roundTrip(a.packet()), 4, strings.Contains(addr, "::1"))
-			if r.seeders != 1 {
-				t.Fatalf("%+v", r)
+			for _, conn := range conns {
+				for tx := range perSocket {
+					if _, err := conn.Write(connectPacket(uint32(tx))); err != nil {
+						t.Fatal(err)
+					}
+				}
+			}
+			for i, conn := range conns {
+				got := make(map[uint32]bool)
+				buf := make([]byte, 2048)
+				conn.SetReadDeadline(time.Now().Add(5 * time.Second))
+				for len(got) < perSocket {
+					n, err := conn.Read(buf)
+					if err != nil {
+						t.Fatalf("socket %d: %d answers of %d: %v", i, len(got), perSocket, err)
+					}
+					if n != connectRespLen || binary.BigEndian.Uint32(buf) != actionConnect {
+						t.Fatalf("socket %d: answer %x", i, buf[:n])
+					}
+					tx := binary.BigEndian.Uint32(buf[4:])
+					if tx >= perSocket || got[tx] {
+						t.Fatalf("socket %d: unexpected or repeated transaction %d", i, tx)
+					}
+					got[tx] = true
+				}
+			}
+			// Shutdown returns once every reader has stopped.
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			if err := h.fe.Shutdown(ctx); err != nil {
+				t.Fatalf("shutdown: %v", err)
 			}
 		})
-	}
-	// Shutdown returns once every reader has stopped.
-	h := newHarness(t, Config{Addr: "127.0.0.1:0", Readers: 3})
-	if _, err := h.fe.ListenAndServe(); err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	if err := h.fe.Shutdown(ctx); err != nil {
-		t.Fatalf("shutdown: %v", err)
 	}
 }
 
