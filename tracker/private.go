@@ -28,7 +28,6 @@ type admission struct {
 	// announce is recorded (its transfer counts) but the peer leaves the
 	// swarm and the client is refused.
 	leechDenied bool
-	token       bool
 	// live is record's request to the live table, kept here so that
 	// passing it by address does not move it to the heap.
 	live liveAnnounce
@@ -43,7 +42,7 @@ type admission struct {
 func (p *Private) admit(req *bittorrent.AnnounceRequest, a *cache.Announce, ad *admission) error {
 	// Field by field: the scratch's other fields are large and record
 	// sets them before use.
-	ad.user, ad.torrent, ad.leechDenied, ad.token = nil, nil, false, false
+	ad.user, ad.torrent, ad.leechDenied = nil, nil, false
 	p.mu.RLock()
 	user := p.users[req.Passkey]
 	tor := p.torrents[req.InfoHash]
@@ -51,10 +50,6 @@ func (p *Private) admit(req *bittorrent.AnnounceRequest, a *cache.Announce, ad *
 	var deleted bool
 	if tor == nil {
 		del, deleted = p.deleted[req.InfoHash]
-	}
-	var token bool
-	if user != nil && tor != nil {
-		_, token = p.tokens[keyOf(storage.Token{UserID: user.info.Load().ID, TorrentID: tor.info.Load().ID})]
 	}
 	p.mu.RUnlock()
 
@@ -72,7 +67,7 @@ func (p *Private) admit(req *bittorrent.AnnounceRequest, a *cache.Announce, ad *
 	}
 	u := user.info.Load()
 	t := tor.info.Load()
-	ad.user, ad.torrent, ad.token = user, tor, token
+	ad.user, ad.torrent = user, tor
 	a.UserID = u.ID
 	a.InfoHash = t.InfoHash
 	if !u.CanLeech && req.Left > 0 {
@@ -135,12 +130,18 @@ func (p *Private) record(req *bittorrent.AnnounceRequest, a *cache.Announce, r *
 	}
 	ad.torrent.balance.Add(int64(up) - int64(down))
 
+	// A token matters only to download and to a completion; most
+	// announces have neither and skip the lookup.
+	var token bool
+	if down > 0 || r.Snatched {
+		token = p.hasToken(storage.Token{UserID: u.ID, TorrentID: t.ID})
+	}
 	creditUp, creditDown := up, down
 	var spared uint64
 	switch {
 	case t.Leech == storage.Neutral:
 		creditUp, creditDown = 0, 0
-	case ad.token:
+	case token:
 		spared, creditDown = creditDown, 0
 	case t.Leech == storage.Free:
 		creditDown = 0
@@ -156,7 +157,7 @@ func (p *Private) record(req *bittorrent.AnnounceRequest, a *cache.Announce, r *
 	if r.Snatched {
 		ad.torrent.snatches.Add(1)
 		p.stats.AddSnatch(storage.Snatch{UserID: u.ID, TorrentID: t.ID, Time: now, Addr: hidden(addr, u.Protected)})
-		if ad.token {
+		if token {
 			// A completed download has used its token up.
 			tok := storage.Token{UserID: u.ID, TorrentID: t.ID}
 			p.RemoveToken(tok)
@@ -170,6 +171,16 @@ func (p *Private) record(req *bittorrent.AnnounceRequest, a *cache.Announce, r *
 		return errLeechForbidden
 	}
 	return nil
+}
+
+func (p *Private) hasToken(t storage.Token) bool {
+	p.mu.RLock()
+	defer p.mu.RUnlock()
+	if len(p.tokens) == 0 {
+		return false
+	}
+	_, ok := p.tokens[keyOf(t)]
+	return ok
 }
 
 // hidden blanks a protected user's address.
