@@ -28,7 +28,7 @@ import (
 const headSlack = 4096
 
 // initialReadBuffer is a connection's read buffer until a head needs more;
-// it holds any announce a client sends.
+// a client's announce head is typically a tenth of it.
 const initialReadBuffer = 4096
 
 // maxBody bounds the request body the server reads (and, for announces and
@@ -57,8 +57,8 @@ type server struct {
 	// isTLS is set when connections are TLS ones.
 	isTLS    bool
 	shutting atomic.Bool
-	// ctx is the site handler's request context, cancelled when the
-	// server is forced down.
+	// ctx is the context of the site handler's requests and of scrapes,
+	// cancelled once Shutdown is done.
 	ctx    context.Context
 	cancel context.CancelFunc
 
