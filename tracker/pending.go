@@ -1,10 +1,14 @@
 package tracker
 
 import (
+	"bytes"
+	"context"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
 
+	"github.com/chihaya/chihaya/bittorrent"
 	"github.com/chihaya/chihaya/storage"
 )
 
@@ -141,17 +145,27 @@ type torrentRows struct {
 	p *Private
 	// seen is userRows.seen for torrents (deleted and registered again).
 	seen map[uint32]int
+	// hashes and counts serve the scrape of the taken torrents.
+	hashes []bittorrent.InfoHash
+	counts map[bittorrent.InfoHash]bittorrent.Scrape
 }
+
+// scrapeTimeout bounds the swarm store's answer to a take's scrape.
+const scrapeTimeout = 5 * time.Second
 
 // Take implements storage.Source.
 func (s *torrentRows) Take(dst []storage.TorrentStats) []storage.TorrentStats {
 	d := &s.p.dirtyTorrents
 	entries := d.take()
+	n := len(dst)
+	// hashes[i] is the info hash of row dst[n+i].
+	s.hashes = s.hashes[:0]
 	for _, e := range entries {
 		e.row.dirty.Store(false)
 		c := e.row.counts.Load()
+		info := e.info.Load()
 		row := storage.TorrentStats{
-			TorrentID: e.info.Load().ID,
+			TorrentID: info.ID,
 			Seeders:   uint32(c >> 32),
 			Leechers:  uint32(c),
 			Snatches:  e.row.snatches.Swap(0),
@@ -169,14 +183,50 @@ func (s *torrentRows) Take(dst []storage.TorrentStats) []storage.TorrentStats {
 				row.Seeded = dst[i].Seeded
 			}
 			dst[i] = row
+			s.hashes[i-n] = info.InfoHash
 			continue
 		}
 		s.seen[row.TorrentID] = len(dst)
 		dst = append(dst, row)
+		s.hashes = append(s.hashes, info.InfoHash)
 	}
 	clear(s.seen)
 	d.done(entries)
+	s.scrape(dst[n:])
 	return dst
+}
+
+// scrape replaces the counters announces left in rows with the swarms'
+// current ones. Two announces on a torrent may store their counters in the
+// other order than the swarm took them, so the last stored could be stale;
+// the swarm's own, read after the rows' flags were cleared, are not, and
+// any later change lists the torrent again. If the store cannot answer, the
+// stored counters stand.
+func (s *torrentRows) scrape(rows []storage.TorrentStats) {
+	if len(rows) == 0 {
+		return
+	}
+	sorted := slices.Clone(s.hashes)
+	slices.SortFunc(sorted, func(a, b bittorrent.InfoHash) int { return bytes.Compare(a[:], b[:]) })
+	sorted = slices.Compact(sorted)
+	ctx, cancel := context.WithTimeout(context.Background(), scrapeTimeout)
+	files, err := s.p.t.swarms.Scrape(ctx, sorted, nil)
+	cancel()
+	if err != nil {
+		return
+	}
+	if s.counts == nil {
+		s.counts = make(map[bittorrent.InfoHash]bittorrent.Scrape, len(files))
+	}
+	for _, f := range files {
+		s.counts[f.InfoHash] = f
+	}
+	for i := range rows {
+		// A swarm the store does not know has no peers.
+		c := s.counts[s.hashes[i]]
+		rows[i].Seeders, rows[i].Leechers = c.Complete, c.Incomplete
+	}
+	clear(s.counts)
 }
 
 // Pending implements storage.Source.

@@ -588,3 +588,19 @@ func TestPrivateRecordsRunsClock(t *testing.T) {
 		t.Fatalf("row time %v, want the tick %v", row.Time, tick)
 	}
 }
+
+// Announces racing on one torrent may store its counters out of order; the
+// row written carries the swarm's counters as they are when it is taken.
+func TestPrivateTorrentRowsCountTheSwarm(t *testing.T) {
+	e := newPrivateEnv(t)
+	e.ok(ann{user: alice, hash: normalHash, peer: 1, left: 0})
+	e.ok(ann{user: bob, hash: normalHash, peer: 2, left: 10})
+	e.p.mu.RLock()
+	entry := e.p.torrents[normalHash]
+	e.p.mu.RUnlock()
+	// A late store of what an earlier announce saw.
+	e.p.count(entry, 0, 1, false, false, e.clock.Now())
+	if row := e.stats.lastTorrent(); row.TorrentID != 10 || row.Seeders != 1 || row.Leechers != 1 {
+		t.Fatalf("torrent row %+v: want the swarm's 1 seeder and 1 leecher", row)
+	}
+}
