@@ -161,16 +161,19 @@ func (t *Tracker) announce(ctx context.Context, req *bittorrent.AnnounceRequest,
 	defer t.scratch.Put(s)
 	a := &s.announce
 	*a = cache.Announce{
-		InfoHash:   req.InfoHash,
-		PeerID:     req.PeerID,
-		IPv4:       req.IPv4,
-		IPv6:       req.IPv6,
-		Port:       req.Port,
-		Seeder:     req.Left == 0,
-		Event:      req.Event,
-		Uploaded:   req.Uploaded,
-		Downloaded: req.Downloaded,
-		NumWant:    t.numWant(req),
+		InfoHash: req.InfoHash,
+		PeerID:   req.PeerID,
+		IPv4:     req.IPv4,
+		IPv6:     req.IPv6,
+		Port:     req.Port,
+		Seeder:   req.Left == 0,
+		Event:    req.Event,
+		NumWant:  t.numWant(req),
+	}
+	if t.private != nil {
+		// Only a private tracker reads the previous totals back; an open
+		// tracker leaves them zero so that the cache stores none.
+		a.Uploaded, a.Downloaded = req.Uploaded, req.Downloaded
 	}
 	r := &s.result
 	*r = cache.Result{Peers4: resp.Peers4[:0], Peers6: resp.Peers6[:0]}

@@ -193,3 +193,38 @@ func TestReconfigureKeepsSwarms(t *testing.T) {
 		t.Fatalf("after Reconfigure: %+v", resp)
 	}
 }
+
+// seenAnnounces passes announces through to a real cache and keeps the last
+// one, to show what the tracker hands the cache.
+type seenAnnounces struct {
+	Swarms
+	last cache.Announce
+}
+
+func (s *seenAnnounces) Announce(ctx context.Context, a *cache.Announce, r *cache.Result) error {
+	s.last = *a
+	return s.Swarms.Announce(ctx, a, r)
+}
+
+// An open tracker has no use for a peer's transfer totals; storing them would
+// cost the memory cache 16 bytes for nearly every real client.
+func TestOpenTrackerStoresNoTotals(t *testing.T) {
+	store, err := cache.Open("memory", nil, cache.Options{PeerLifetime: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { store.Close() })
+	seen := &seenAnnounces{Swarms: store}
+	tr := New(testConfig, seen)
+	req := peer(1, 10)
+	req.Uploaded, req.Downloaded = 1<<30, 1<<20
+	if err := tr.Announce(context.Background(), req, &bittorrent.AnnounceResponse{}); err != nil {
+		t.Fatal(err)
+	}
+	if seen.last.Uploaded != 0 || seen.last.Downloaded != 0 {
+		t.Errorf("cache got totals %d/%d from an open tracker; want none", seen.last.Uploaded, seen.last.Downloaded)
+	}
+	if seen.last.InfoHash != req.InfoHash || seen.last.Port != req.Port {
+		t.Errorf("cache got %+v", seen.last)
+	}
+}
