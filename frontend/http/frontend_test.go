@@ -387,3 +387,31 @@ func TestSiteHandlerGetsOtherPaths(t *testing.T) {
 		t.Fatalf("announce beside a site handler: %q", rec.Body.String())
 	}
 }
+
+// With the memory cache's defaults no peer ids are kept; the dictionary model
+// then lists peers without a `peer id` rather than with a made-up one.
+func TestAnnounceDictionaryModelWithoutStoredIDs(t *testing.T) {
+	store, err := cache.Open("memory", nil, cache.Options{PeerLifetime: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { store.Close() })
+	tr := tracker.New(tracker.Config{AnnounceInterval: time.Minute, DefaultNumWant: 50, MaxNumWant: 50, MaxScrapeInfoHashes: 1}, store)
+	fe := New(tr, Config{}, slog.New(slog.DiscardHandler))
+
+	a := announce{hash: hashA, peer: "-SE0001-000000000001", port: 6881}
+	b := announce{hash: hashA, peer: "-LE0001-000000000002", port: 6882, left: 5, extra: "&compact=0"}
+	get(t, fe, a.target(""), "10.0.0.1:1", nil)
+	_, doc := get(t, fe, b.target(""), "10.0.0.2:1", nil)
+	peers, ok := doc["peers"].([]any)
+	if !ok || len(peers) != 1 {
+		t.Fatalf("peers = %#v", doc["peers"])
+	}
+	p := peers[0].(map[string]any)
+	if p["ip"] != "10.0.0.1" || p["port"] != int64(6881) {
+		t.Errorf("peer = %v", p)
+	}
+	if id, ok := p["peer id"]; ok {
+		t.Errorf("peer id %q sent though the cache keeps none", id)
+	}
+}

@@ -92,7 +92,10 @@ func appendPeerDicts(dst []byte, peers []bittorrent.Peer, noPeerID bool) []byte 
 		dst = append(dst, bencode.Dict)
 		dst = bencode.AppendKey(dst, "ip")
 		dst = bencode.AppendBytes(dst, p.AddrPort.Addr().AppendTo(text[:0]))
-		if !noPeerID {
+		// An all-zero id is a cache that keeps no ids: sending it would
+		// tell the client nothing and could make it ban a peer it sees
+		// twice under the same id.
+		if !noPeerID && p.ID != (bittorrent.PeerID{}) {
 			dst = bencode.AppendKey(dst, "peer id")
 			dst = bencode.AppendBytes(dst, p.ID[:])
 		}
