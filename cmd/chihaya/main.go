@@ -168,7 +168,7 @@ func run(configPath string, cfg *config.Config) error {
 			Observer:       m.Observer("http"),
 		}
 		if site != nil {
-			hc.Site, hc.WrapListener = site.handler, site.wrapListener
+			hc.Site = site.handler
 		}
 		fe := httpfrontend.New(t, hc, log.With("frontend", "http"))
 		addr, err := fe.ListenAndServe()

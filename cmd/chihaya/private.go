@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
-	"net"
 	"net/http"
 	"time"
 
@@ -22,18 +21,10 @@ type private struct {
 	policy  *tracker.Private
 	log     *slog.Logger
 	// handler serves the web application's calls on the HTTP port, if
-	// the driver has such an interface; wrapListener adapts the listener
-	// to that application's requests.
-	handler      http.Handler
-	wrapListener func(net.Listener) net.Listener
+	// the driver has such an interface.
+	handler http.Handler
 	// reloadEvery changes the periodic reload's interval (0: off).
 	reloadEvery chan time.Duration
-}
-
-// listenerWrapper is implemented by drivers whose web application sends
-// requests net/http would refuse (Gazelle's Host-less HTTP/1.1).
-type listenerWrapper interface {
-	WrapListener(net.Listener) net.Listener
 }
 
 // deletionMessenger is implemented by drivers whose web application gives
@@ -100,9 +91,6 @@ func startPrivate(ctx context.Context, cfg *config.Config, t *tracker.Tracker, s
 			log.Info("site changes are passed on to the other instances sharing the cache", "instance", shared.ID())
 		}
 		p.handler = h.SiteHandler(policy)
-	}
-	if w, ok := store.(listenerWrapper); ok {
-		p.wrapListener = w.WrapListener
 	}
 	if w, ok := store.(storage.Watcher); ok {
 		go func() {

@@ -61,9 +61,6 @@ type Config struct {
 	// scrape: the web application's calls to the tracker (Gazelle's
 	// update and report interface).
 	Site http.Handler
-	// WrapListener, when set, wraps the listener (behind TLS, the
-	// listener of decrypted connections).
-	WrapListener func(net.Listener) net.Listener
 	// TLSCertFile and TLSKeyFile, when both set, name the PEM
 	// certificate chain and key the port is served with over TLS.
 	TLSCertFile, TLSKeyFile string
@@ -156,9 +153,6 @@ func (f *Frontend) ListenAndServe() (net.Addr, error) {
 	}
 	if tlsConfig != nil {
 		ln = tls.NewListener(ln, tlsConfig)
-	}
-	if f.cfg.WrapListener != nil {
-		ln = f.cfg.WrapListener(ln)
 	}
 	f.srv = newServer(f, ln, tlsConfig != nil)
 	f.srv.wg.Add(1)

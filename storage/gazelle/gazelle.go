@@ -16,7 +16,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net"
 	"net/http"
 	"time"
 
@@ -137,10 +136,6 @@ func (s *Store) Close() error {
 	s.http.CloseIdleConnections()
 	return s.db.Close()
 }
-
-// WrapListener makes the tracker's HTTP listener accept the Host-less
-// HTTP/1.1 requests What.CD-era Gazelle sends (see TolerateMissingHost).
-func (s *Store) WrapListener(ln net.Listener) net.Listener { return TolerateMissingHost(ln) }
 
 // DeletionMessage is the failure reason for an announce of a torrent Gazelle
 // deleted with this reason code: "Unregistered torrent" for -1, otherwise

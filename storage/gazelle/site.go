@@ -24,8 +24,8 @@ import (
 // explicit Content-Length, "success" for updates, JSON followed by a
 // newline or text followed by a "success" line for reports (see
 // report_format), and Ocelot's bencoded failure reasons. A Gazelle of the
-// What.CD era sends no Host header; serve the handler behind
-// TolerateMissingHost for it.
+// What.CD era sends no Host header; the tracker's HTTP server accepts
+// that, net/http does not.
 func (s *Store) SiteHandler(p storage.Policy) http.Handler {
 	return &siteHandler{
 		p:              p,

@@ -16,11 +16,12 @@ import (
 )
 
 // siteServer serves the store's site handler on a real TCP listener behind
-// TolerateMissingHost, as the HTTP frontend will.
+// tolerateMissingHost, so that Host-less requests reach it as they do through
+// the tracker's HTTP server.
 func siteServer(t *testing.T, s *Store, p storage.Policy) string {
 	t.Helper()
 	srv := httptest.NewUnstartedServer(s.SiteHandler(p))
-	srv.Listener = TolerateMissingHost(srv.Listener)
+	srv.Listener = tolerateMissingHost(srv.Listener)
 	srv.Start()
 	t.Cleanup(srv.Close)
 	return srv.Listener.Addr().String()
@@ -406,16 +407,6 @@ func TestSiteTraceFlag(t *testing.T) {
 	call("/" + testSitePassword + "/update?action=trace_user&passkey=" + pk2 + "&trace=0")
 	if traced(pk2) != "0" {
 		t.Error("trace flag not cleared")
-	}
-}
-
-// Without TolerateMissingHost, net/http refuses What.CD's requests.
-func TestHostlessRequestNeedsWrapper(t *testing.T) {
-	srv := httptest.NewServer(storeWithoutDB(t, nil).SiteHandler(newRecordingPolicy()))
-	defer srv.Close()
-	raw := gazelleCall(t, srv.Listener.Addr().String(), "/"+testSitePassword+"/update?action=x", false)
-	if !strings.HasPrefix(raw, "HTTP/1.1 400") {
-		t.Fatalf("net/http answered a Host-less HTTP/1.1 request with %.40q; the wrapper may no longer be needed", raw)
 	}
 }
 

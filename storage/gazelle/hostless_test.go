@@ -7,11 +7,16 @@ import (
 )
 
 // maxLookAhead bounds how much of a connection's first request
-// TolerateMissingHost reads to find the end of its header; a longer header
+// tolerateMissingHost reads to find the end of its header; a longer header
 // is passed through untouched.
 const maxLookAhead = 8 << 10
 
-// TolerateMissingHost wraps ln so that an HTTP/1.1 request without a Host
+// tolerateMissingHost lets these tests serve the site handler on net/http
+// and still send requests the way What.CD-era Gazelle does. The tracker's
+// own HTTP server accepts a Host-less HTTP/1.1 request, so production needs
+// no such wrapper.
+//
+// It wraps ln so that an HTTP/1.1 request without a Host
 // header, the way What.CD-era Gazelle calls its tracker, reaches the
 // handler instead of being answered 400 by net/http, which HTTP/1.1
 // requires to refuse it. The first request of each connection is read
@@ -20,9 +25,7 @@ const maxLookAhead = 8 << 10
 // request line. Everything else on the connection is passed on unchanged.
 // Later requests on a kept-alive connection are not inspected (Gazelle
 // closes after one).
-//
-// Behind TLS, wrap the listener that yields the decrypted connections.
-func TolerateMissingHost(ln net.Listener) net.Listener {
+func tolerateMissingHost(ln net.Listener) net.Listener {
 	return hostListener{ln}
 }
 
