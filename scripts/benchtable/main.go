@@ -42,6 +42,9 @@ type options struct {
 	redisAddr string
 	bigPeers  bool
 	verbose   bool
+	// opentracker is the reference tracker's binary; empty skips its
+	// rows.
+	opentracker string
 }
 
 func main() {
@@ -54,6 +57,8 @@ func main() {
 	flag.StringVar(&o.redisAddr, "redis", envOr("CHIHAYA_REDIS_ADDR", "127.0.0.1:6379"), "Redis server for the redis-cache rows (keys under a fresh prefix, deleted afterwards)")
 	flag.BoolVar(&o.bigPeers, "2m", true, "include the memory row with 2,000,000 peers")
 	flag.BoolVar(&o.verbose, "v", false, "show the tracker's log and the load tool's progress")
+	otDefault, _ := exec.LookPath("opentracker")
+	flag.StringVar(&o.opentracker, "opentracker", otDefault, "opentracker binary measured the same way as a reference (Debian's package; its whitelist is filled with the model's torrents); empty skips those rows")
 	flag.Parse()
 	if err := runAll(o); err != nil {
 		fmt.Fprintln(os.Stderr, "benchtable:", err)
@@ -150,6 +155,11 @@ func runAll(o options) error {
 		{"HTTP announce, keep-alive, private (gazelle)", "http-announce", private, nil},
 		{"UDP announce, redis cache", "udp-announce", redisCache, nil},
 		{"HTTP announce, keep-alive, redis cache", "http-announce", redisCache, nil},
+		// opentracker answers one request a connection, so its HTTP
+		// row compares with the connection-per-request row.
+		{"opentracker (reference): UDP announce", "udp-announce", opentracker, nil},
+		{"opentracker (reference): UDP scrape", "udp-scrape", opentracker, nil},
+		{"opentracker (reference): HTTP announce, connection per request", "http-announce", opentracker, []string{"-conn-per-request"}},
 	}
 	fmt.Println("| load (10,000 torrents × 20 peers, 30 % seeders, numwant 50) | responses/s | responses per server CPU-second | p50 ms | p99 ms | p99.9 ms | errors |")
 	fmt.Println("| --- | ---: | ---: | ---: | ---: | ---: | ---: |")
@@ -173,6 +183,12 @@ func runAll(o options) error {
 			fmt.Printf("\n%s: %.0f %% of open mode per server CPU-second", pair[0], 100*p/q)
 		}
 	}
+	for _, pair := range [][2]string{{"UDP announce", "opentracker (reference): UDP announce"}, {"UDP scrape", "opentracker (reference): UDP scrape"},
+		{"HTTP announce, connection per request", "opentracker (reference): HTTP announce, connection per request"}} {
+		if p, q := perCPU[pair[0]], perCPU[pair[1]]; p > 0 && q > 0 {
+			fmt.Printf("\n%s: %.2f× opentracker per server CPU-second", pair[0], p/q)
+		}
+	}
 	fmt.Println()
 
 	// Memory: RSS growth per stored peer, read before and after the
@@ -182,27 +198,31 @@ func runAll(o options) error {
 	fmt.Println("| ---: | --- | ---: | ---: | ---: |")
 	type memRow struct {
 		torrents int
-		private  bool
+		st       store
 	}
-	mem := []memRow{{10000, false}}
+	mem := []memRow{{10000, open}}
 	if o.bigPeers {
-		mem = append(mem, memRow{100000, false})
+		mem = append(mem, memRow{100000, open})
 	}
-	mem = append(mem, memRow{10000, true})
+	mem = append(mem, memRow{10000, private}, memRow{10000, opentracker})
+	if o.bigPeers {
+		mem = append(mem, memRow{100000, opentracker})
+	}
 	for _, m := range mem {
 		label := fmt.Sprintf("memory %d peers", m.torrents*20)
 		mode := "open"
-		if m.private {
+		switch m.st {
+		case private:
 			mode = "private (gazelle)"
 			label += " private"
+		case opentracker:
+			mode = "opentracker (reference)"
+			label += " opentracker"
 		}
 		if !s.selected(label) {
 			continue
 		}
-		st := open
-		if m.private {
-			st = private
-		}
+		st := m.st
 		rep, err := s.measure(st, m.torrents, []string{"-mode", "udp-announce", "-torrents", strconv.Itoa(m.torrents),
 			"-warmup", "0s", "-duration", "1s"})
 		if err != nil {
@@ -254,6 +274,8 @@ const (
 	private
 	// redisCache is the redis cache without storage.
 	redisCache
+	// opentracker is the reference tracker, not chihaya.
+	opentracker
 )
 
 // measure starts a tracker (open, private on a gazelle database with the
@@ -263,6 +285,9 @@ func (s *suite) measure(st store, torrents int, args []string) (*report, error) 
 	port, err := freePort()
 	if err != nil {
 		return nil, err
+	}
+	if st == opentracker {
+		return s.measureOpentracker(port, torrents, args)
 	}
 	adminPort, err := freePort()
 	if err != nil {
@@ -319,7 +344,13 @@ func (s *suite) measure(st store, torrents int, args []string) (*report, error) 
 		return nil, fmt.Errorf("tracker not ready: %v; log: %s", err, tail(srvLog.String()))
 	}
 
-	args = append(args, "-addr", fmt.Sprintf("127.0.0.1:%d", port), "-pid", strconv.Itoa(srv.Process.Pid), "-json")
+	return s.runTool(port, srv.Process.Pid, args)
+}
+
+// runTool runs the load tool with args against the tracker at port with
+// process id pid and returns its report.
+func (s *suite) runTool(port, pid int, args []string) (*report, error) {
+	args = append(args, "-addr", fmt.Sprintf("127.0.0.1:%d", port), "-pid", strconv.Itoa(pid), "-json")
 	if !s.o.verbose {
 		args = append(args, "-quiet")
 	}
@@ -340,6 +371,66 @@ func (s *suite) measure(st store, torrents int, args []string) (*report, error) 
 		fmt.Fprintf(os.Stderr, "benchtable: %s: warning: %s\n", strings.Join(args, " "), w)
 	}
 	return &rep, nil
+}
+
+// measureOpentracker runs the load tool against opentracker, started the
+// way the tracker is (same CPU, loopback, the same port for HTTP and UDP).
+// Debian builds it with a whitelist, so the model's torrents are listed in
+// one; as root it drops to nobody in a chroot of the run's directory, as
+// its package runs it.
+func (s *suite) measureOpentracker(port, torrents int, args []string) (*report, error) {
+	if s.o.opentracker == "" {
+		return nil, errors.New("no opentracker binary (apt-get install opentracker, or -opentracker PATH)")
+	}
+	dir, err := os.MkdirTemp(s.dir, "opentracker-")
+	if err != nil {
+		return nil, err
+	}
+	defer os.RemoveAll(dir)
+	hashes, err := exec.Command(s.tool, "-list-info-hashes", "-torrents", strconv.Itoa(torrents)).Output()
+	if err != nil {
+		return nil, fmt.Errorf("chihaya-bench -list-info-hashes: %w", err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "whitelist.txt"), hashes, 0o644); err != nil {
+		return nil, err
+	}
+	whitelist := filepath.Join(dir, "whitelist.txt")
+	otArgs := []string{"-i", "127.0.0.1", "-p", strconv.Itoa(port), "-P", strconv.Itoa(port)}
+	if os.Geteuid() == 0 {
+		// It reads the whitelist after entering the chroot.
+		whitelist = "/whitelist.txt"
+		if err := os.Chmod(dir, 0o755); err != nil {
+			return nil, err
+		}
+		otArgs = append(otArgs, "-d", dir, "-u", "nobody")
+	}
+	conf := filepath.Join(dir, "opentracker.conf")
+	if err := os.WriteFile(conf, []byte("access.whitelist "+whitelist+"\n"), 0o644); err != nil {
+		return nil, err
+	}
+	srv := pinned(s.serverCPU, s.o.opentracker, append(otArgs, "-f", conf)...)
+	var srvLog bytes.Buffer
+	srv.Stdout, srv.Stderr = &srvLog, &srvLog
+	if err := srv.Start(); err != nil {
+		return nil, err
+	}
+	defer stop(srv)
+	// Ready when its TCP port accepts; both ports open together.
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		c, err := net.DialTimeout("tcp", fmt.Sprintf("127.0.0.1:%d", port), time.Second)
+		if err == nil {
+			c.Close()
+			break
+		}
+		if time.Now().After(deadline) {
+			return nil, fmt.Errorf("opentracker not ready: %v; log: %s", err, tail(srvLog.String()))
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	// The whitelist is read on a thread of its own after start.
+	time.Sleep(500 * time.Millisecond)
+	return s.runTool(port, srv.Process.Pid, args)
 }
 
 // pinned returns the command, run on cpu when it is set.
