@@ -21,6 +21,7 @@ fuzz:
 	go test ./frontend/udp -run '^$$' -fuzz '^FuzzHandle$$' -fuzztime $(FUZZTIME)
 	go test ./frontend/udp -run '^$$' -fuzz '^FuzzParseAnnounce$$' -fuzztime $(FUZZTIME)
 	go test ./frontend/http -run '^$$' -fuzz '^FuzzSplitPath$$' -fuzztime $(FUZZTIME)
+	go test ./frontend/http -run '^$$' -fuzz '^FuzzParseHead$$' -fuzztime $(FUZZTIME)
 	go test ./storage/gazelle -run '^$$' -fuzz '^FuzzUpdateQuery$$' -fuzztime $(FUZZTIME)
 	go test ./cache/memory -run '^$$' -fuzz '^FuzzReadSnapshot$$' -fuzztime $(FUZZTIME)
 	go test ./config -run '^$$' -fuzz '^FuzzParse$$' -fuzztime $(FUZZTIME)
