@@ -150,6 +150,8 @@ func run(configPath string, cfg *config.Config) error {
 	}
 
 	var frontends []shutdowner
+	// tlsFrontend is the HTTP frontend when it serves TLS, for SIGHUP.
+	var tlsFrontend *httpfrontend.Frontend
 	if cfg.HTTP.Enabled {
 		proxies, _ := config.ParsePrefixes(cfg.HTTP.TrustedProxies)
 		hc := httpfrontend.Config{
@@ -174,6 +176,9 @@ func run(configPath string, cfg *config.Config) error {
 		addr, err := fe.ListenAndServe()
 		if err != nil {
 			return fmt.Errorf("http.listen: %w", err)
+		}
+		if hc.TLSCertFile != "" {
+			tlsFrontend = fe
 		}
 		log.Info("serving HTTP announces", "addr", addr.String())
 		frontends = append(frontends, fe)
@@ -239,6 +244,15 @@ func run(configPath string, cfg *config.Config) error {
 			continue
 		case syscall.SIGHUP:
 			cfg = reloadConfig(configPath, cfg, &level, t, lists, site, log)
+			if tlsFrontend != nil {
+				// Renewed certificates are taken up without a
+				// restart, from the files the tracker started with.
+				if err := tlsFrontend.ReloadCertificate(); err != nil {
+					log.Error("TLS certificate not reloaded; serving the running one", "err", err)
+				} else {
+					log.Info("TLS certificate reloaded")
+				}
+			}
 			continue
 		}
 		log.Info("shutting down", "signal", sig.String())

@@ -79,12 +79,21 @@ func (b *syncBuffer) String() string {
 // extra (JSON object members, may be empty), and waits until it answers.
 func startTracker(t *testing.T, extra string) *started {
 	t.Helper()
-	bin := buildBinary(t)
-	port, adminPort := freePort(t), freePort(t)
 	if extra != "" {
 		extra = ", " + extra
 	}
-	cfg := writeConfig(t, fmt.Sprintf(`{"http": {"listen": "127.0.0.1:%d"}, "udp": {"listen": "127.0.0.1:%d"}, "admin": {"listen": "127.0.0.1:%d"}%s}`, port, port, adminPort, extra))
+	return startTrackerWith(t, func(port, adminPort int) string {
+		return fmt.Sprintf(`{"http": {"listen": "127.0.0.1:%d"}, "udp": {"listen": "127.0.0.1:%d"}, "admin": {"listen": "127.0.0.1:%d"}%s}`, port, port, adminPort, extra)
+	})
+}
+
+// startTrackerWith starts the tracker on the configuration config returns
+// for a free tracker port and admin port, and waits until it answers.
+func startTrackerWith(t *testing.T, config func(port, adminPort int) string) *started {
+	t.Helper()
+	bin := buildBinary(t)
+	port, adminPort := freePort(t), freePort(t)
+	cfg := writeConfig(t, config(port, adminPort))
 	s := &started{cmd: exec.Command(bin, "-config", cfg), logs: &syncBuffer{}, port: port, adminPort: adminPort, configPath: cfg}
 	s.cmd.Stderr = s.logs
 	if err := s.cmd.Start(); err != nil {

@@ -90,6 +90,9 @@ type Frontend struct {
 	badRequests badRequestCounter
 	// conns bounds the open connections, when MaxConnections is set.
 	conns *limitListener
+	// cert is the certificate served over TLS; ReloadCertificate swaps it
+	// while connections are being accepted.
+	cert atomic.Pointer[tls.Certificate]
 }
 
 // exchange is the per-request state, pooled so the announce path reuses
@@ -122,15 +125,14 @@ func New(t Tracker, cfg Config, log *slog.Logger) *Frontend {
 // certificate error directly; serving errors go to the log.
 func (f *Frontend) ListenAndServe() (net.Addr, error) {
 	var tlsConfig *tls.Config
-	if f.cfg.TLSCertFile != "" || f.cfg.TLSKeyFile != "" {
-		cert, err := tls.LoadX509KeyPair(f.cfg.TLSCertFile, f.cfg.TLSKeyFile)
-		if err != nil {
+	if f.tls() {
+		if err := f.ReloadCertificate(); err != nil {
 			return nil, err
 		}
 		tlsConfig = &tls.Config{
-			Certificates: []tls.Certificate{cert},
-			MinVersion:   tls.VersionTLS12,
-			NextProtos:   []string{"http/1.1"},
+			GetCertificate: func(*tls.ClientHelloInfo) (*tls.Certificate, error) { return f.cert.Load(), nil },
+			MinVersion:     tls.VersionTLS12,
+			NextProtos:     []string{"http/1.1"},
 		}
 	}
 	// TCP keep-alive probes are left off: idle connections are closed by
@@ -158,6 +160,25 @@ func (f *Frontend) ListenAndServe() (net.Addr, error) {
 	f.srv.wg.Add(1)
 	go f.srv.serve()
 	return addr, nil
+}
+
+func (f *Frontend) tls() bool { return f.cfg.TLSCertFile != "" || f.cfg.TLSKeyFile != "" }
+
+// ReloadCertificate reads the TLS certificate and key files again, so that
+// a renewed certificate is served to new connections without a restart
+// (connections already open keep theirs). If the files cannot be read or
+// do not match, the certificate in use stays and the error is returned.
+// Without TLS it does nothing.
+func (f *Frontend) ReloadCertificate() error {
+	if !f.tls() {
+		return nil
+	}
+	cert, err := tls.LoadX509KeyPair(f.cfg.TLSCertFile, f.cfg.TLSKeyFile)
+	if err != nil {
+		return err
+	}
+	f.cert.Store(&cert)
+	return nil
 }
 
 // Shutdown stops accepting connections, closes the idle ones and waits for

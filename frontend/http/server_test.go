@@ -642,3 +642,47 @@ func TestWriteTimeout(t *testing.T) {
 	c.send(rawGet("/big", "HTTP/1.1"))
 	waitFor(t, "the stalled connection to be closed", func() bool { return fe.conns.Active() == 0 })
 }
+
+// A renewed certificate is served after ReloadCertificate, without a
+// restart; a broken file leaves the running one in place.
+func TestReloadCertificate(t *testing.T) {
+	dir := t.TempDir()
+	certFile, keyFile, oldPool := selfSigned(t, dir)
+	fe, addr := serve(t, newTracker(t, tracker.Config{}), Config{TLSCertFile: certFile, TLSKeyFile: keyFile})
+	handshake := func(pool *x509.CertPool) error {
+		c, err := tls.DialWithDialer(&net.Dialer{Timeout: 3 * time.Second}, "tcp", addr, &tls.Config{RootCAs: pool})
+		if err == nil {
+			c.Close()
+		}
+		return err
+	}
+	if err := handshake(oldPool); err != nil {
+		t.Fatal(err)
+	}
+
+	// The renewal overwrites the files in place, as certbot's deploy
+	// step or a copy would.
+	_, _, newPool := selfSigned(t, dir)
+	if err := handshake(newPool); err == nil {
+		t.Fatal("the renewed certificate was served before a reload")
+	}
+	if err := fe.ReloadCertificate(); err != nil {
+		t.Fatal(err)
+	}
+	if err := handshake(newPool); err != nil {
+		t.Fatalf("after the reload: %v", err)
+	}
+	if err := handshake(oldPool); err == nil {
+		t.Fatal("the old certificate is still served after the reload")
+	}
+
+	if err := os.WriteFile(certFile, []byte("not a certificate"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := fe.ReloadCertificate(); err == nil {
+		t.Fatal("a broken certificate file was accepted")
+	}
+	if err := handshake(newPool); err != nil {
+		t.Fatalf("a failed reload dropped the running certificate: %v", err)
+	}
+}
