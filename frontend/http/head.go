@@ -41,7 +41,10 @@ type head struct {
 	contentLength int64
 	// transferEncoding is set when any Transfer-Encoding was sent.
 	transferEncoding bool
-	userAgent        []byte
+	// expectContinue: the client waits for "100 Continue" before it
+	// sends the body.
+	expectContinue bool
+	userAgent      []byte
 	// realIP holds every value of the configured client address
 	// header, in order; it keeps its backing array from request to
 	// request.
@@ -241,6 +244,8 @@ func parseField(line []byte, h *head, realIPHeader string) error {
 		h.contentLength = n
 	case equalFold(name, "transfer-encoding"):
 		h.transferEncoding = true
+	case equalFold(name, "expect"):
+		h.expectContinue = equalFold(value, "100-continue")
 	case equalFold(name, "user-agent"):
 		h.userAgent = value
 	}

@@ -686,3 +686,33 @@ func TestReloadCertificate(t *testing.T) {
 		t.Fatalf("a failed reload dropped the running certificate: %v", err)
 	}
 }
+
+// A client that sends Expect: 100-continue waits for the go-ahead before
+// its body; the server gives it rather than leave the client to time out.
+func TestExpectContinue(t *testing.T) {
+	site := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		b, _ := io.ReadAll(r.Body)
+		io.WriteString(w, "got "+string(b))
+	})
+	_, addr := serve(t, newTracker(t, tracker.Config{}), Config{Site: site})
+	c := dial(t, addr)
+	c.send("POST /secret/report HTTP/1.1\r\nHost: t\r\nExpect: 100-continue\r\nContent-Length: 4\r\n\r\n")
+	resp, _ := c.read()
+	if resp.StatusCode != http.StatusContinue {
+		t.Fatalf("status %d before the body, want 100", resp.StatusCode)
+	}
+	c.send("abcd")
+	resp, body := c.read()
+	if resp.StatusCode != 200 || string(body) != "got abcd" {
+		t.Fatalf("answer %d %q", resp.StatusCode, body)
+	}
+
+	// An announce's body is read and dropped, after the same go-ahead.
+	c.send("GET " + announceTarget(1) + " HTTP/1.1\r\nHost: t\r\nExpect: 100-continue\r\nContent-Length: 2\r\n\r\n")
+	if resp, _ = c.read(); resp.StatusCode != http.StatusContinue {
+		t.Fatalf("announce: status %d before the body, want 100", resp.StatusCode)
+	}
+	c.send("xy")
+	resp, body = c.read()
+	mustAnnounceOK(t, resp, body)
+}
