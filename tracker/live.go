@@ -21,8 +21,9 @@ import (
 // table is its storage.Source of peer rows).
 //
 // It is sharded by torrent so announces on different torrents rarely share
-// a lock. A swarm keeps its entries in one slice, indexed by key, so that
-// taking the changed rows reads memory in order.
+// a lock. A swarm keeps its entries in one slice, so that taking the
+// changed rows reads memory in order; only a big swarm also keeps a map
+// from key to entry (see indexAbove).
 type liveTable struct {
 	shards [64]liveShard
 	// seeders and leechers count every live peer.
@@ -44,6 +45,8 @@ type liveShard struct {
 
 // liveSwarm is one torrent's sessions.
 type liveSwarm struct {
+	// index maps keys to slots of peers once the swarm has more than
+	// indexAbove entries; nil below.
 	index map[liveKey]int32
 	peers []livePeer
 	dirty int
@@ -51,6 +54,17 @@ type liveSwarm struct {
 	// back here (both under the shard's lock).
 	owner *torrentEntry
 }
+
+// A swarm of up to indexAbove sessions is searched by a scan of its
+// entries: comparing a few keys is about as quick as hashing one, and a map
+// would cost more memory per session than the entry itself. Most swarms are
+// that small. A swarm that grew past it keeps its map until it shrinks to
+// indexBelow, so that one hovering at the threshold does not build and drop
+// it on every join and leave.
+const (
+	indexAbove = 32
+	indexBelow = 16
+)
 
 type liveKey struct {
 	user uint32
@@ -145,6 +159,38 @@ func (sw *liveSwarm) adopt(owner *torrentEntry) {
 	}
 }
 
+// find returns the slot of the session with the key.
+func (sw *liveSwarm) find(key liveKey) (int, bool) {
+	if sw.index != nil {
+		i, ok := sw.index[key]
+		return int(i), ok
+	}
+	for i := range sw.peers {
+		// The user first: it tells sessions apart nearly always, and
+		// the peer id is compared only when it does not.
+		if k := &sw.peers[i].key; k.user == key.user && k.peer == key.peer {
+			return i, true
+		}
+	}
+	return 0, false
+}
+
+// add appends a session with the key and returns its slot.
+func (sw *liveSwarm) add(key liveKey) int {
+	sw.peers = append(sw.peers, livePeer{key: key})
+	i := len(sw.peers) - 1
+	switch {
+	case sw.index != nil:
+		sw.index[key] = int32(i)
+	case len(sw.peers) > indexAbove:
+		sw.index = make(map[liveKey]int32, len(sw.peers))
+		for j := range sw.peers {
+			sw.index[sw.peers[j].key] = int32(j)
+		}
+	}
+	return i
+}
+
 // remove takes entry i out of the swarm, moving the last entry into its
 // place, and the swarm out of the shard once it is empty.
 func (sh *liveShard) remove(torrentID uint32, sw *liveSwarm, i int) {
@@ -153,10 +199,17 @@ func (sh *liveShard) remove(torrentID uint32, sw *liveSwarm, i int) {
 		sw.dirty--
 		sh.dirty--
 	}
-	delete(sw.index, sw.peers[i].key)
+	if sw.index != nil {
+		delete(sw.index, sw.peers[i].key)
+		if i != last {
+			sw.index[sw.peers[last].key] = int32(i)
+		}
+		if last <= indexBelow {
+			sw.index = nil
+		}
+	}
 	if i != last {
 		sw.peers[i] = sw.peers[last]
-		sw.index[sw.peers[i].key] = int32(i)
 	}
 	sw.peers[last] = livePeer{} // drop the user agent
 	sw.peers = sw.peers[:last]
@@ -207,10 +260,10 @@ func (l *liveTable) update(a *liveAnnounce, last *storage.PeerRow, counters coun
 	nowS := unixSeconds(a.now)
 	sh.mu.Lock()
 	sw := sh.swarm(a.torrent, a.entry)
-	var i int32
+	var i int
 	var had bool
 	if sw != nil {
-		i, had = sw.index[key]
+		i, had = sw.find(key)
 	}
 	var e *livePeer
 	var wasSeeding, found, pendingFull bool
@@ -223,13 +276,11 @@ func (l *liveTable) update(a *liveAnnounce, last *storage.PeerRow, counters coun
 		found = time.Duration(nowS-e.seen)*time.Second <= a.lifetime
 	case !a.stopped:
 		if sw == nil {
-			sw = &liveSwarm{index: map[liveKey]int32{}}
+			sw = &liveSwarm{}
 			sh.swarms[a.torrent] = sw
 			sw.adopt(a.entry)
 		}
-		sw.peers = append(sw.peers, livePeer{key: key})
-		i = int32(len(sw.peers) - 1)
-		sw.index[key] = i
+		i = sw.add(key)
 		e = &sw.peers[i]
 	}
 
@@ -266,7 +317,7 @@ func (l *liveTable) update(a *liveAnnounce, last *storage.PeerRow, counters coun
 		}
 		ended = true
 		if had {
-			sh.remove(a.torrent, sw, int(i))
+			sh.remove(a.torrent, sw, i)
 		}
 	} else {
 		// Field by field: the entry is written where it lies, not

@@ -1,0 +1,152 @@
+package tracker
+
+import (
+	"fmt"
+	"math/rand/v2"
+	"net/netip"
+	"testing"
+	"time"
+
+	"github.com/chihaya/chihaya/bittorrent"
+	"github.com/chihaya/chihaya/storage"
+)
+
+// liveFixture drives a liveTable directly, one torrent.
+type liveFixture struct {
+	t       *testing.T
+	l       liveTable
+	now     time.Time
+	counted map[uint32]int32
+}
+
+func newLiveFixture(t *testing.T) *liveFixture {
+	f := &liveFixture{t: t, now: time.Unix(1_700_000_000, 0), counted: map[uint32]int32{}}
+	f.l.init(func(storage.PeerRow) {})
+	return f
+}
+
+func livePeerID(n int) bittorrent.PeerID {
+	var id bittorrent.PeerID
+	copy(id[:], fmt.Sprintf("-TR4000-%012d", n))
+	return id
+}
+
+// announce sends an announce of session (user, peer n) on the torrent and
+// returns whether it ended one.
+func (f *liveFixture) announce(torrent, user uint32, n int, ev bittorrent.Event, agent string) storage.PeerRow {
+	f.t.Helper()
+	a := liveAnnounce{
+		torrent: torrent, user: user, peer: livePeerID(n), now: f.now, lifetime: time.Hour,
+		event: ev, stopped: ev == bittorrent.Stopped, left: 1,
+		addr: netip.AddrFrom4([4]byte{10, 0, byte(n >> 8), byte(n)}), port: 6881, userAgent: agent,
+	}
+	var last storage.PeerRow
+	f.l.update(&a, &last, func(u uint32, s, l int32) { f.counted[u] += s + l })
+	return last
+}
+
+func (f *liveFixture) swarm(torrent uint32) *liveSwarm {
+	return f.l.shard(torrent).swarms[torrent]
+}
+
+// check verifies that every entry of the swarm is found where it lies, and
+// that the index, when there is one, holds exactly the swarm's keys.
+func (f *liveFixture) check(torrent uint32, want map[liveKey]bool) {
+	f.t.Helper()
+	sw := f.swarm(torrent)
+	if len(want) == 0 {
+		if sw != nil {
+			f.t.Fatalf("empty swarm still held with %d entries", len(sw.peers))
+		}
+		return
+	}
+	if len(sw.peers) != len(want) {
+		f.t.Fatalf("swarm holds %d entries, want %d", len(sw.peers), len(want))
+	}
+	for j := range sw.peers {
+		k := sw.peers[j].key
+		if !want[k] {
+			f.t.Fatalf("slot %d holds %+v, which left", j, k)
+		}
+		if i, ok := sw.find(k); !ok || i != j {
+			f.t.Fatalf("find(%+v) = %d, %v; it lies in slot %d", k, i, ok, j)
+		}
+	}
+	if sw.index != nil && len(sw.index) != len(sw.peers) {
+		f.t.Fatalf("index holds %d keys for %d entries", len(sw.index), len(sw.peers))
+	}
+	if len(sw.peers) > indexAbove && sw.index == nil {
+		f.t.Fatalf("a swarm of %d has no index", len(sw.peers))
+	}
+	if len(sw.peers) <= indexBelow && sw.index != nil {
+		f.t.Fatalf("a swarm of %d keeps its index", len(sw.peers))
+	}
+}
+
+// TestLiveSwarmGrowsAndShrinks grows a swarm well past the size from which
+// it keeps an index, then empties it in random order: every session must
+// be found throughout, as a continued session (its announces counted), and
+// every leaving session must end once.
+func TestLiveSwarmGrowsAndShrinks(t *testing.T) {
+	f := newLiveFixture(t)
+	const torrent, n = 7, 5 * indexAbove
+	want := map[liveKey]bool{}
+	// Users with two clients each, so that the scan must tell sessions
+	// of one user apart by peer id.
+	user := func(i int) uint32 { return uint32(i/2 + 1) }
+	for i := range n {
+		f.announce(torrent, user(i), i, bittorrent.Started, "")
+		want[liveKey{user(i), livePeerID(i)}] = true
+		f.check(torrent, want)
+	}
+	rng := rand.New(rand.NewPCG(1, 2))
+	order := rng.Perm(n)
+	for step, i := range order {
+		f.now = f.now.Add(time.Second)
+		// The sessions still there continue: one announce each
+		// every few steps.
+		if step%8 == 0 {
+			for _, j := range order[step:] {
+				f.announce(torrent, user(j), j, bittorrent.None, "")
+			}
+			sw := f.swarm(torrent)
+			for j := range sw.peers {
+				if sw.peers[j].announces < 2 {
+					t.Fatalf("step %d: session %+v restarted", step, sw.peers[j].key)
+				}
+			}
+		}
+		row := f.announce(torrent, user(i), i, bittorrent.Stopped, "")
+		if row.PeerID != livePeerID(i) || row.Announces < 2 {
+			t.Fatalf("step %d: stop of %d: row %+v, want the continued session's", step, i, row)
+		}
+		delete(want, liveKey{user(i), livePeerID(i)})
+		f.check(torrent, want)
+	}
+	for u, c := range f.counted {
+		if c != 0 {
+			t.Errorf("user %d counted %d sessions after all left", u, c)
+		}
+	}
+}
+
+// TestLiveSwarmExpiresPastIndex lets most of a big swarm expire at once:
+// the sweep removes entries while the swarm drops below the threshold.
+func TestLiveSwarmExpiresPastIndex(t *testing.T) {
+	f := newLiveFixture(t)
+	const torrent, n = 3, 3 * indexAbove
+	want := map[liveKey]bool{}
+	for i := range n {
+		f.announce(torrent, uint32(i+1), i, bittorrent.Started, "")
+	}
+	f.now = f.now.Add(50 * time.Minute)
+	for i := range n {
+		if i%10 == 0 {
+			f.announce(torrent, uint32(i+1), i, bittorrent.None, "")
+			want[liveKey{uint32(i + 1), livePeerID(i)}] = true
+		}
+	}
+	f.now = f.now.Add(20 * time.Minute)
+	f.l.expire(f.now, time.Hour, func(uint32, int32, int32) {})
+	f.check(torrent, want)
+}
