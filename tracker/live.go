@@ -177,6 +177,9 @@ func (sw *liveSwarm) find(key liveKey) (int, bool) {
 
 // add appends a session with the key and returns its slot.
 func (sw *liveSwarm) add(key liveKey) int {
+	if len(sw.peers) == cap(sw.peers) {
+		sw.peers = resizePeers(sw.peers)
+	}
 	sw.peers = append(sw.peers, livePeer{key: key})
 	i := len(sw.peers) - 1
 	switch {
@@ -217,10 +220,27 @@ func (sh *liveShard) remove(torrentID uint32, sw *liveSwarm, i int) {
 	case last == 0:
 		delete(sh.swarms, torrentID)
 		sw.adopt(nil)
-	case cap(sw.peers) > 64 && last < cap(sw.peers)/4:
-		// A swarm most sessions left gives its memory back.
-		sw.peers = slices.Clip(slices.Clone(sw.peers))
+	case cap(sw.peers) > 8 && last < cap(sw.peers)/2:
+		// A swarm half its sessions left gives the memory back. The
+		// new slice has room for a quarter more, so the swarm must
+		// lose about a third more before it is copied again.
+		sw.peers = resizePeers(sw.peers)
 	}
+}
+
+// resizePeers copies a swarm's entries to a slice with room for a quarter
+// more, and two. A swarm does not grow by append's doubling: it spends most
+// of its life at about the size it reached, and doubling would leave a
+// swarm of 20 with room for 32 (the spare entries cost as much as live
+// ones). Growing by a quarter copies each entry about four times over the
+// swarm's growth instead of once, still a constant per join. The capacity
+// takes the whole of the allocation's size class.
+func resizePeers(peers []livePeer) []livePeer {
+	n := len(peers)
+	// Appending to nil rounds the capacity up to the size class.
+	resized := append([]livePeer(nil), make([]livePeer, n+n/4+2)...)
+	copy(resized, peers)
+	return resized[:n]
 }
 
 // liveAnnounce is an announce as the live table records it.

@@ -72,6 +72,11 @@ func (f *liveFixture) check(torrent uint32, want map[liveKey]bool) {
 			f.t.Fatalf("find(%+v) = %d, %v; it lies in slot %d", k, i, ok, j)
 		}
 	}
+	// The spare room stays small: a swarm that lost half its sessions
+	// gives the memory back.
+	if c := cap(sw.peers); c > max(8, 2*len(sw.peers)+1) {
+		f.t.Fatalf("a swarm of %d has room for %d", len(sw.peers), c)
+	}
 	if sw.index != nil && len(sw.index) != len(sw.peers) {
 		f.t.Fatalf("index holds %d keys for %d entries", len(sw.index), len(sw.peers))
 	}
@@ -98,6 +103,10 @@ func TestLiveSwarmGrowsAndShrinks(t *testing.T) {
 		f.announce(torrent, user(i), i, bittorrent.Started, "")
 		want[liveKey{user(i), livePeerID(i)}] = true
 		f.check(torrent, want)
+	}
+	// Grown a quarter at a time, not doubled.
+	if sw := f.swarm(torrent); cap(sw.peers) > n+n/4+4 {
+		t.Fatalf("a swarm of %d grew to room for %d", n, cap(sw.peers))
 	}
 	rng := rand.New(rand.NewPCG(1, 2))
 	order := rng.Perm(n)
