@@ -1,8 +1,10 @@
 package tracker
 
 import (
+	"maps"
 	"net/netip"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -33,7 +35,66 @@ type liveTable struct {
 	lastExpire atomic.Int64
 	// spill receives the pending rows of sessions that leave the table
 	// without an announce (expired, torrent deleted).
-	spill func(storage.PeerRow)
+	spill  func(storage.PeerRow)
+	agents agentTable
+}
+
+// agentTable interns the User-Agent strings the sessions keep. Each HTTP
+// announce brings its agent as a string of its own (clients open a
+// connection per announce), yet a few clients' agents cover nearly every
+// peer: sharing one copy of each saves a string per session.
+//
+// Lookups take no lock: the map is never changed once published, and an
+// insert publishes a copy. The table is bounded in entries and in the
+// length of each, so that clients sending made-up agents cannot grow it;
+// once full it takes no agent until agentRestart has passed, then starts
+// over, so that agents first seen late (new client versions) are shared
+// too. A session whose agent the table does not take keeps its own string,
+// as before.
+type agentTable struct {
+	known atomic.Pointer[map[string]string]
+	// mu serialises inserts; started is when the current map was begun
+	// (Unix seconds), under mu.
+	mu      sync.Mutex
+	started uint32
+}
+
+const (
+	maxAgents    = 1024
+	maxAgentLen  = 256
+	agentRestart = 3600 // seconds
+)
+
+// intern returns the table's copy of agent, adding it when there is room.
+func (t *agentTable) intern(agent string, nowS uint32) string {
+	if m := t.known.Load(); m != nil {
+		if s, ok := (*m)[agent]; ok {
+			return s
+		}
+	}
+	if agent == "" || len(agent) > maxAgentLen {
+		return agent
+	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	var m map[string]string
+	switch old := t.known.Load(); {
+	case old == nil || len(*old) >= maxAgents && nowS-t.started >= agentRestart:
+		m, t.started = make(map[string]string, 16), nowS
+	case len(*old) >= maxAgents:
+		return agent
+	default:
+		if s, ok := (*old)[agent]; ok {
+			// Added since the lookup above.
+			return s
+		}
+		m = maps.Clone(*old)
+	}
+	// Its own copy: the request's string may share a larger buffer.
+	agent = strings.Clone(agent)
+	m[agent] = agent
+	t.known.Store(&m)
+	return agent
 }
 
 type liveShard struct {
@@ -355,7 +416,7 @@ func (l *liveTable) update(a *liveAnnounce, last *storage.PeerRow, counters coun
 		if e.userAgent != a.userAgent {
 			// Only a changed agent: keep the string already held
 			// rather than each request's copy.
-			e.userAgent = a.userAgent
+			e.userAgent = l.agents.intern(a.userAgent, nowS)
 		}
 	}
 	sh.mu.Unlock()

@@ -4,8 +4,10 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"net/netip"
+	"strings"
 	"testing"
 	"time"
+	"unsafe"
 
 	"github.com/chihaya/chihaya/bittorrent"
 	"github.com/chihaya/chihaya/storage"
@@ -158,4 +160,59 @@ func TestLiveSwarmExpiresPastIndex(t *testing.T) {
 	f.now = f.now.Add(20 * time.Minute)
 	f.l.expire(f.now, time.Hour, func(uint32, int32, int32) {})
 	f.check(torrent, want)
+}
+
+// TestLiveSessionsShareAgents: sessions whose agents arrive as separate
+// strings keep one copy of each.
+func TestLiveSessionsShareAgents(t *testing.T) {
+	f := newLiveFixture(t)
+	for i := range 10 {
+		// Built at run time: each is its own string, as each request's.
+		f.announce(1, uint32(i+1), i, bittorrent.Started, fmt.Sprintf("Transmission/%d.00", 4))
+	}
+	sw := f.swarm(1)
+	first := unsafe.StringData(sw.peers[0].userAgent)
+	for j := range sw.peers {
+		if ua := sw.peers[j].userAgent; ua != "Transmission/4.00" || unsafe.StringData(ua) != first {
+			t.Fatalf("session %d keeps agent %q apart", j, ua)
+		}
+	}
+	// A changed agent is taken too.
+	f.announce(1, 1, 0, bittorrent.None, fmt.Sprintf("qBittorrent/%d.6.2", 4))
+	i, _ := sw.find(liveKey{1, livePeerID(0)})
+	if ua := sw.peers[i].userAgent; ua != "qBittorrent/4.6.2" {
+		t.Fatalf("agent %q, want the changed one", ua)
+	}
+}
+
+// TestAgentTableBounded: made-up agents cannot grow the table past its
+// bound; once full it hands back the caller's string until it starts over.
+func TestAgentTableBounded(t *testing.T) {
+	var at agentTable
+	now := uint32(1_700_000_000)
+	for i := range 3 * maxAgents {
+		at.intern(fmt.Sprintf("junk/%d", i), now)
+	}
+	if n := len(*at.known.Load()); n != maxAgents {
+		t.Fatalf("table holds %d agents, want its bound %d", n, maxAgents)
+	}
+	late := fmt.Sprintf("Deluge/%d.1.1", 2)
+	if s := at.intern(late, now+agentRestart-1); unsafe.StringData(s) != unsafe.StringData(late) {
+		t.Fatal("a full table took an agent")
+	}
+	if s := at.intern(strings.Repeat("x", maxAgentLen+1), now); len(*at.known.Load()) != maxAgents || len(s) != maxAgentLen+1 {
+		t.Fatal("an overlong agent changed the table or came back cut")
+	}
+	// Once agentRestart has passed, a full table starts over.
+	s := at.intern(late, now+agentRestart)
+	if n := len(*at.known.Load()); n != 1 || s != late {
+		t.Fatalf("after the restart the table holds %d agents", n)
+	}
+	again := fmt.Sprintf("Deluge/%d.1.1", 2)
+	if unsafe.StringData(at.intern(again, now+agentRestart)) != unsafe.StringData(s) {
+		t.Fatal("the agent taken after the restart is not shared")
+	}
+	if at.intern("", now) != "" {
+		t.Fatal("the empty agent changed")
+	}
 }
