@@ -132,6 +132,15 @@ type liveKey struct {
 	peer bittorrent.PeerID
 }
 
+// livePeer is one session. Its layout is kept to 128 bytes (see
+// TestLivePeerSize), the cost of every live peer in private mode: the last
+// announce's second is read from at rather than kept apart, and the
+// address is kept as its 16 bytes and family rather than as a netip.Addr,
+// which carries a pointer for its zone. The zone is not kept: it names an
+// interface of the tracker's host, which the web application cannot use
+// (neither storage driver writes it).
+//
+// Speeds stay 64 bits: the PostgreSQL driver writes them as bigint.
 type livePeer struct {
 	key liveKey
 	// uploaded and downloaded are the totals last reported.
@@ -140,18 +149,46 @@ type livePeer struct {
 	// upSpeed and downSpeed are bytes per second since the announce
 	// before the last.
 	upSpeed, downSpeed uint64
-	// at is the last announce's time in Unix nanoseconds; started and
-	// seen are Unix seconds.
-	at            int64
-	started, seen uint32
-	announces     uint32
-	port          uint16
-	seeding       bool
+	// at is the last announce's time in Unix nanoseconds; started is
+	// the session's first, in Unix seconds.
+	at        int64
+	started   uint32
+	announces uint32
+	port      uint16
+	seeding   bool
 	// dirty: the row changed since the Flusher last took it. full: one
 	// of those changes needs a full row (see storage.PeerRow).
 	dirty, full bool
-	addr        netip.Addr
-	userAgent   string
+	// family is 4 or 6 for addr's address, 0 for none (a protected
+	// user's).
+	family    uint8
+	addr      [16]byte
+	userAgent string
+}
+
+// seen is the last announce's time in Unix seconds.
+func (e *livePeer) seen() uint32 { return unixSeconds(time.Unix(0, e.at)) }
+
+func (e *livePeer) setAddr(a netip.Addr) {
+	switch {
+	case a.Is4():
+		e.family = 4
+	case a.Is6():
+		e.family = 6
+	default:
+		e.family = 0
+	}
+	e.addr = a.As16()
+}
+
+func (e *livePeer) address() netip.Addr {
+	switch e.family {
+	case 4:
+		return netip.AddrFrom4([4]byte(e.addr[12:]))
+	case 6:
+		return netip.AddrFrom16(e.addr)
+	}
+	return netip.Addr{}
 }
 
 // row is the entry as storage writes it.
@@ -168,9 +205,9 @@ func (e *livePeer) row(torrentID uint32, active bool) storage.PeerRow {
 		Corrupt:    e.corrupt,
 		UpSpeed:    e.upSpeed,
 		DownSpeed:  e.downSpeed,
-		TimeSpent:  time.Duration(e.seen-e.started) * time.Second,
+		TimeSpent:  time.Duration(e.seen()-e.started) * time.Second,
 		Announces:  e.announces,
-		Addr:       e.addr,
+		Addr:       e.address(),
 		Port:       e.port,
 		UserAgent:  e.userAgent,
 		Time:       time.Unix(0, e.at),
@@ -354,7 +391,7 @@ func (l *liveTable) update(a *liveAnnounce, last *storage.PeerRow, counters coun
 		wasSeeding = e.seeding
 		pendingFull = e.dirty && e.full
 		// An entry expired but not yet swept is a new session.
-		found = time.Duration(nowS-e.seen)*time.Second <= a.lifetime
+		found = time.Duration(nowS-e.seen())*time.Second <= a.lifetime
 	case !a.stopped:
 		if sw == nil {
 			sw = &liveSwarm{}
@@ -385,7 +422,7 @@ func (l *liveTable) update(a *liveAnnounce, last *storage.PeerRow, counters coun
 	var upSpeed, downSpeed uint64
 	if found && !restart {
 		started, announces = e.started, e.announces+1
-		if secs := uint64(nowS - e.seen); secs > 0 {
+		if secs := uint64(nowS - e.seen()); secs > 0 {
 			upSpeed, downSpeed = up/secs, down/secs
 		}
 	}
@@ -411,8 +448,9 @@ func (l *liveTable) update(a *liveAnnounce, last *storage.PeerRow, counters coun
 		e.full = full
 		e.uploaded, e.downloaded, e.left, e.corrupt = a.uploaded, a.downloaded, a.left, a.corrupt
 		e.upSpeed, e.downSpeed = upSpeed, downSpeed
-		e.at, e.started, e.seen, e.announces = a.now.UnixNano(), started, nowS, announces
-		e.port, e.seeding, e.addr = a.port, a.seeding, a.addr
+		e.at, e.started, e.announces = a.now.UnixNano(), started, announces
+		e.port, e.seeding = a.port, a.seeding
+		e.setAddr(a.addr)
 		if e.userAgent != a.userAgent {
 			// Only a changed agent: keep the string already held
 			// rather than each request's copy.
@@ -509,7 +547,7 @@ func (l *liveTable) expire(now time.Time, lifetime time.Duration, counters count
 			// one's place has been looked at already.
 			for j := len(sw.peers) - 1; j >= 0; j-- {
 				e := &sw.peers[j]
-				if time.Duration(nowS-e.seen)*time.Second <= lifetime {
+				if time.Duration(nowS-e.seen())*time.Second <= lifetime {
 					continue
 				}
 				dropped = append(dropped, gone{e.key.user, e.seeding})
@@ -569,7 +607,7 @@ func (l *liveTable) users(torrentID uint32, now time.Time, lifetime time.Duratio
 	if sw := sh.swarms[torrentID]; sw != nil {
 		for j := range sw.peers {
 			e := &sw.peers[j]
-			if time.Duration(nowS-e.seen)*time.Second > lifetime {
+			if time.Duration(nowS-e.seen())*time.Second > lifetime {
 				continue
 			}
 			if e.seeding {

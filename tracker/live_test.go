@@ -216,3 +216,50 @@ func TestAgentTableBounded(t *testing.T) {
 		t.Fatal("the empty agent changed")
 	}
 }
+
+// TestLivePeerSize: every live peer of a private tracker costs an entry;
+// a field added must not push it past 128 bytes unnoticed.
+func TestLivePeerSize(t *testing.T) {
+	if n := unsafe.Sizeof(livePeer{}); n > 128 {
+		t.Fatalf("livePeer takes %d bytes, want at most 128", n)
+	}
+}
+
+// TestLivePeerKeepsRow: what an entry keeps in its compact form comes back
+// in its row as the announce gave it.
+func TestLivePeerKeepsRow(t *testing.T) {
+	for _, s := range []string{"", "10.1.2.3", "2001:db8::7", "::ffff:10.1.2.3", "::", "0.0.0.0"} {
+		var a netip.Addr
+		if s != "" {
+			a = netip.MustParseAddr(s)
+		}
+		var e livePeer
+		e.setAddr(a)
+		if got := e.address(); got != a {
+			t.Errorf("address %v came back as %v", a, got)
+		}
+	}
+	var e livePeer
+	e.setAddr(netip.MustParseAddr("fe80::1%eth0"))
+	if got := e.address(); got != netip.MustParseAddr("fe80::1") {
+		t.Errorf("zoned address came back as %v, want it without its zone", got)
+	}
+
+	f := newLiveFixture(t)
+	f.now = time.Unix(1_700_000_000, 999_999_999)
+	f.announce(1, 1, 0, bittorrent.Started, "a")
+	f.now = f.now.Add(90 * time.Second)
+	f.announce(1, 1, 0, bittorrent.None, "a")
+	rows := f.l.Take(nil)
+	if len(rows) != 1 {
+		t.Fatalf("%d rows, want 1", len(rows))
+	}
+	r := rows[0]
+	if !r.Time.Equal(f.now) || r.TimeSpent != 90*time.Second || r.Announces != 2 ||
+		r.Addr != netip.AddrFrom4([4]byte{10, 0, 0, 0}) || r.Port != 6881 || r.UserAgent != "a" {
+		t.Fatalf("row %+v", r)
+	}
+	if sw := f.swarm(1); sw.peers[0].seen() != unixSeconds(f.now) {
+		t.Fatalf("seen %d, want %d", sw.peers[0].seen(), unixSeconds(f.now))
+	}
+}
