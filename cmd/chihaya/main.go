@@ -168,6 +168,9 @@ func run(configPath string, cfg *config.Config) error {
 			TLSCertFile:    cfg.HTTP.TLSCertFile,
 			TLSKeyFile:     cfg.HTTP.TLSKeyFile,
 			Observer:       m.Observer("http"),
+			// An in-process cache answers without waiting, so the
+			// accept loops may answer one-shot connections.
+			InlineAnswers: !remoteCache(swarms),
 		}
 		if site != nil {
 			hc.Site = site.handler
@@ -278,10 +281,17 @@ func udpReaders(configured int, swarms cache.Store) int {
 	if configured > 0 {
 		return configured
 	}
-	if _, remote := swarms.(cache.Pinger); remote {
+	if remoteCache(swarms) {
 		return 32 * runtime.GOMAXPROCS(0)
 	}
 	return runtime.GOMAXPROCS(0)
+}
+
+// remoteCache reports whether announces wait on the network for the cache
+// (a driver that can be pinged is a server elsewhere).
+func remoteCache(swarms cache.Store) bool {
+	_, remote := swarms.(cache.Pinger)
+	return remote
 }
 
 func trackerConfig(cfg *config.Config) tracker.Config {

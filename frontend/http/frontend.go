@@ -11,6 +11,7 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
+	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -66,6 +67,13 @@ type Config struct {
 	TLSCertFile, TLSKeyFile string
 	// Observer, when set, is told of every announce and scrape.
 	Observer Observer
+	// InlineAnswers lets the accept loops (one per CPU) answer a
+	// connection that brings one whole request and closes, as most
+	// clients' announces do, themselves, without a goroutine for it
+	// (Linux, plain HTTP). Set it only when the tracker answers without
+	// waiting on the network (the memory cache): an answer holds up its
+	// accept loop while it is made.
+	InlineAnswers bool
 }
 
 // Observer is told of each request: its action, its error and how long it
@@ -139,11 +147,22 @@ func (f *Frontend) ListenAndServe() (net.Addr, error) {
 	// the idle timeout, and switching them on costs four system calls
 	// per accepted connection.
 	lc := net.ListenConfig{KeepAlive: -1}
+	inline := f.cfg.InlineAnswers && tlsConfig == nil
+	if inline {
+		lc.Control = deferAccept
+	}
 	ln, err := lc.Listen(context.Background(), "tcp", f.cfg.Addr)
 	if err != nil {
 		return nil, err
 	}
 	addr := ln.Addr()
+	acceptors := 1
+	var oneShots *oneShotListener
+	if inline {
+		if oneShots = oneShot(ln, runtime.GOMAXPROCS(0)); oneShots != nil {
+			ln, acceptors = oneShots, oneShots.acceptors()
+		}
+	}
 	if f.cfg.MaxConnections > 0 {
 		f.conns = newLimitListener(ln, f.cfg.MaxConnections, func() {
 			f.observe("connect", errTooManyConnections, time.Now())
@@ -157,8 +176,13 @@ func (f *Frontend) ListenAndServe() (net.Addr, error) {
 		ln = tls.NewListener(ln, tlsConfig)
 	}
 	f.srv = newServer(f, ln, tlsConfig != nil)
-	f.srv.wg.Add(1)
-	go f.srv.serve()
+	if oneShots != nil {
+		oneShots.attach(f.srv)
+	}
+	for range acceptors {
+		f.srv.wg.Add(1)
+		go f.srv.serve()
+	}
 	return addr, nil
 }
 

@@ -62,10 +62,21 @@ func newTracker(t testing.TB, cfg tracker.Config) *tracker.Tracker {
 	return tracker.New(cfg, store)
 }
 
-// serve starts the frontend on a loopback socket with short timeouts.
+// serve starts the frontend on a loopback socket with short timeouts. As
+// cmd/chihaya does with the memory cache, one-shot connections are
+// answered in the accept loops, except with a tracker that holds answers
+// back on purpose (slowTracker), which the command never runs inline.
 func serve(t *testing.T, tr Tracker, cfg Config) (*Frontend, string) {
 	t.Helper()
+	_, slow := tr.(*slowTracker)
+	return serveInline(t, tr, cfg, !slow)
+}
+
+// serveInline is serve with one-shot connections answered inline or not.
+func serveInline(t *testing.T, tr Tracker, cfg Config, inline bool) (*Frontend, string) {
+	t.Helper()
 	cfg.Addr = "127.0.0.1:0"
+	cfg.InlineAnswers = inline
 	if cfg.ReadTimeout == 0 {
 		cfg.ReadTimeout = 2 * time.Second
 	}
