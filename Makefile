@@ -27,7 +27,8 @@ fuzz:
 	go test ./config -run '^$$' -fuzz '^FuzzParse$$' -fuzztime $(FUZZTIME)
 
 # The README's performance table: the tracker pinned to one CPU, the load
-# tool (cmd/chihaya-bench) to another, one run per row; about 6 minutes.
+# tool (cmd/chihaya-bench) to another; each throughput row is run three times
+# and the median shown; about 17 minutes.
 # Flags for scripts/benchtable go in BENCHFLAGS, e.g. BENCHFLAGS='-soak 0'.
 bench:
 	go run ./scripts/benchtable $(BENCHFLAGS)
