@@ -1,7 +1,10 @@
 package tracker
 
 import (
+	"encoding/binary"
 	"maps"
+	"math/bits"
+	"math/rand/v2"
 	"net/netip"
 	"slices"
 	"strings"
@@ -24,8 +27,8 @@ import (
 //
 // It is sharded by torrent so announces on different torrents rarely share
 // a lock. A swarm keeps its entries in one slice, so that taking the
-// changed rows reads memory in order; only a big swarm also keeps a map
-// from key to entry (see indexAbove).
+// changed rows reads memory in order; only a big swarm also keeps a hash
+// table of its slots (see indexAbove).
 type liveTable struct {
 	shards [64]liveShard
 	// seeders and leechers count every live peer.
@@ -106,9 +109,10 @@ type liveShard struct {
 
 // liveSwarm is one torrent's sessions.
 type liveSwarm struct {
-	// index maps keys to slots of peers once the swarm has more than
-	// indexAbove entries; nil below.
-	index map[liveKey]int32
+	// index finds entries of peers by key once the swarm has more than
+	// indexAbove entries; nil below. A pointer rather than the table
+	// itself keeps the many small swarms at 48 bytes.
+	index *liveIndex
 	peers []livePeer
 	dirty int
 	// owner is the torrent's registry entry, whose live field points
@@ -117,11 +121,10 @@ type liveSwarm struct {
 }
 
 // A swarm of up to indexAbove sessions is searched by a scan of its
-// entries: comparing a few keys is about as quick as hashing one, and a map
-// would cost more memory per session than the entry itself. Most swarms are
-// that small. A swarm that grew past it keeps its map until it shrinks to
-// indexBelow, so that one hovering at the threshold does not build and drop
-// it on every join and leave.
+// entries: comparing a few keys is about as quick as hashing one. Most
+// swarms are that small. A swarm that grew past it keeps its index until it
+// shrinks to indexBelow, so that one hovering at the threshold does not
+// build and drop it on every join and leave.
 const (
 	indexAbove = 32
 	indexBelow = 16
@@ -260,8 +263,11 @@ func (sw *liveSwarm) adopt(owner *torrentEntry) {
 // find returns the slot of the session with the key.
 func (sw *liveSwarm) find(key liveKey) (int, bool) {
 	if sw.index != nil {
-		i, ok := sw.index[key]
-		return int(i), ok
+		c := sw.lookup(key)
+		if v := sw.index.cells[c]; v != 0 {
+			return int(v - 1), true
+		}
+		return 0, false
 	}
 	for i := range sw.peers {
 		// The user first: it tells sessions apart nearly always, and
@@ -281,13 +287,10 @@ func (sw *liveSwarm) add(key liveKey) int {
 	sw.peers = append(sw.peers, livePeer{key: key})
 	i := len(sw.peers) - 1
 	switch {
-	case sw.index != nil:
-		sw.index[key] = int32(i)
-	case len(sw.peers) > indexAbove:
-		sw.index = make(map[liveKey]int32, len(sw.peers))
-		for j := range sw.peers {
-			sw.index[sw.peers[j].key] = int32(j)
-		}
+	case sw.index != nil && 4*len(sw.peers) <= 3*len(sw.index.cells):
+		sw.index.cells[sw.lookup(key)] = uint32(i + 1)
+	case sw.index != nil || len(sw.peers) > indexAbove:
+		sw.reindex()
 	}
 	return i
 }
@@ -296,17 +299,25 @@ func (sw *liveSwarm) add(key liveKey) int {
 // place, and the swarm out of the shard once it is empty.
 func (sh *liveShard) remove(torrentID uint32, sw *liveSwarm, i int) {
 	last := len(sw.peers) - 1
+	shrinkIndex := false
 	if sw.peers[i].dirty {
 		sw.dirty--
 		sh.dirty--
 	}
 	if sw.index != nil {
-		delete(sw.index, sw.peers[i].key)
+		// While the entries are still where the index has them.
+		sw.unindex(sw.lookup(sw.peers[i].key))
 		if i != last {
-			sw.index[sw.peers[last].key] = int32(i)
+			sw.index.cells[sw.lookup(sw.peers[last].key)] = uint32(i + 1)
 		}
-		if last <= indexBelow {
+		switch {
+		case last <= indexBelow:
 			sw.index = nil
+		case 4*last < len(sw.index.cells):
+			// Shrunk to a quarter of the table: a new one
+			// half its size or less gives the memory back, and
+			// the swarm must double again before it grows.
+			shrinkIndex = true
 		}
 	}
 	if i != last {
@@ -323,6 +334,93 @@ func (sh *liveShard) remove(torrentID uint32, sw *liveSwarm, i int) {
 		// new slice has room for a quarter more, so the swarm must
 		// lose about a third more before it is copied again.
 		sw.peers = resizePeers(sw.peers)
+	}
+	if shrinkIndex {
+		sw.reindex()
+	}
+}
+
+// The index of a big swarm is an open-addressing hash table with linear
+// probing whose cells hold a slot of peers plus one (zero: empty). It keeps
+// no keys, which the entries have already: 4 bytes a cell and at most three
+// quarters of the cells used, where a Go map took some 50 bytes a session,
+// more than a third of the entry itself. Entries moved within peers keep
+// their cells right (remove updates the moved entry's cell; resizePeers
+// keeps every entry's slot).
+
+// liveIndex is a big swarm's hash table of slots; see liveSwarm.lookup.
+type liveIndex struct {
+	cells []uint32
+}
+
+// liveSeed keys the index's hash: peer ids are the clients' choice, and a
+// hash they could predict would let them pile a swarm's sessions into one
+// probe chain.
+var liveSeed = [3]uint64{rand.Uint64(), rand.Uint64(), rand.Uint64()}
+
+// liveHash hashes a key by folding its 24 bytes, three words, through
+// 64×64→128-bit multiplies with the seed, whose high and low halves mix
+// every input bit into the low bits the table uses.
+func liveHash(k *liveKey) uint64 {
+	w0 := binary.LittleEndian.Uint64(k.peer[0:8])
+	w1 := binary.LittleEndian.Uint64(k.peer[8:16])
+	w2 := uint64(binary.LittleEndian.Uint32(k.peer[16:20])) | uint64(k.user)<<32
+	hi, lo := bits.Mul64(w0^liveSeed[0], w1^liveSeed[1])
+	hi, lo = bits.Mul64(hi^lo^w2, liveSeed[2])
+	return hi ^ lo
+}
+
+// lookup returns the cell of the index that holds the key's slot, or the
+// empty cell that ends its probe chain.
+func (sw *liveSwarm) lookup(key liveKey) int {
+	m := len(sw.index.cells) - 1
+	for c := int(liveHash(&key)) & m; ; c = (c + 1) & m {
+		v := sw.index.cells[c]
+		if v == 0 {
+			return c
+		}
+		if k := &sw.peers[v-1].key; k.user == key.user && k.peer == key.peer {
+			return c
+		}
+	}
+}
+
+// unindex empties cell c, moving later cells of the chain back into the
+// hole so that no chain is cut short by it (no tombstones, which would
+// fill the table over a swarm's churn).
+func (sw *liveSwarm) unindex(c int) {
+	m := len(sw.index.cells) - 1
+	hole := c
+	for j := (c + 1) & m; sw.index.cells[j] != 0; j = (j + 1) & m {
+		home := int(liveHash(&sw.peers[sw.index.cells[j]-1].key)) & m
+		// The entry may fill the hole only if that does not put it
+		// before its home: its home lies outside (hole, j].
+		if (j-home)&m >= (j-hole)&m {
+			sw.index.cells[hole] = sw.index.cells[j]
+			hole = j
+		}
+	}
+	sw.index.cells[hole] = 0
+}
+
+// reindex builds the index anew for the entries there are now, in the
+// smallest table at most three quarters full.
+func (sw *liveSwarm) reindex() {
+	size := 64
+	for 4*len(sw.peers) > 3*size {
+		size *= 2
+	}
+	if sw.index == nil {
+		sw.index = new(liveIndex)
+	}
+	sw.index.cells = make([]uint32, size)
+	m := size - 1
+	for i := range sw.peers {
+		c := int(liveHash(&sw.peers[i].key)) & m
+		for sw.index.cells[c] != 0 {
+			c = (c + 1) & m
+		}
+		sw.index.cells[c] = uint32(i + 1)
 	}
 }
 

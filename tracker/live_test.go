@@ -79,8 +79,27 @@ func (f *liveFixture) check(torrent uint32, want map[liveKey]bool) {
 	if c := cap(sw.peers); c > max(8, 2*len(sw.peers)+1) {
 		f.t.Fatalf("a swarm of %d has room for %d", len(sw.peers), c)
 	}
-	if sw.index != nil && len(sw.index) != len(sw.peers) {
-		f.t.Fatalf("index holds %d keys for %d entries", len(sw.index), len(sw.peers))
+	if sw.index != nil {
+		// Every slot in one cell, the table at most three quarters
+		// full and not left much emptier than a quarter.
+		seen := make([]bool, len(sw.peers))
+		used := 0
+		for _, v := range sw.index.cells {
+			if v == 0 {
+				continue
+			}
+			if int(v) > len(sw.peers) || seen[v-1] {
+				f.t.Fatalf("index cell holds slot %d of %d twice or past the end", v-1, len(sw.peers))
+			}
+			seen[v-1] = true
+			used++
+		}
+		if used != len(sw.peers) {
+			f.t.Fatalf("index holds %d slots for %d entries", used, len(sw.peers))
+		}
+		if n, size := len(sw.peers), len(sw.index.cells); 4*n > 3*size || (size > 64 && 4*n < size) {
+			f.t.Fatalf("index of %d cells for %d entries", size, n)
+		}
 	}
 	if len(sw.peers) > indexAbove && sw.index == nil {
 		f.t.Fatalf("a swarm of %d has no index", len(sw.peers))
@@ -160,6 +179,131 @@ func TestLiveSwarmExpiresPastIndex(t *testing.T) {
 	f.now = f.now.Add(20 * time.Minute)
 	f.l.expire(f.now, time.Hour, func(uint32, int32, int32) {})
 	f.check(torrent, want)
+}
+
+// TestLiveSwarmChurn drives one swarm of thousands of sessions through
+// random joins, stops, continued announces and expiry sweeps, against a
+// plain map of the sessions there should be and when each last announced:
+// every session there must be found where it lies, and none that left.
+func TestLiveSwarmChurn(t *testing.T) {
+	f := newLiveFixture(t)
+	const torrent, big = 9, 5000
+	type session struct {
+		user uint32
+		n    int
+	}
+	// seen is the model: each live session's last announce.
+	seen := map[session]time.Time{}
+	var live []session // the model's keys, to draw from
+	want := func() map[liveKey]bool {
+		w := make(map[liveKey]bool, len(seen))
+		for s := range seen {
+			w[liveKey{s.user, livePeerID(s.n)}] = true
+		}
+		return w
+	}
+	rng := rand.New(rand.NewPCG(3, 4))
+	next := 0
+	join := func() {
+		// Users repeat: a user has many clients in the swarm.
+		s := session{uint32(rng.IntN(700) + 1), next}
+		next++
+		f.announce(torrent, s.user, s.n, bittorrent.Started, "")
+		seen[s] = f.now
+		live = append(live, s)
+	}
+	// pick draws a live session, dropping the model's keys of those
+	// that left since.
+	pick := func() (session, bool) {
+		for len(live) > 0 {
+			k := rng.IntN(len(live))
+			s := live[k]
+			if _, ok := seen[s]; ok {
+				return s, true
+			}
+			live[k] = live[len(live)-1]
+			live = live[:len(live)-1]
+		}
+		return session{}, false
+	}
+	gone := func(s session) {
+		sw := f.swarm(torrent)
+		if sw == nil {
+			return
+		}
+		if _, ok := sw.find(liveKey{s.user, livePeerID(s.n)}); ok {
+			t.Fatalf("session %+v found after it left", s)
+		}
+	}
+	sweep := func() {
+		f.l.expire(f.now, time.Hour, func(u uint32, s, l int32) { f.counted[u] += s + l })
+		for s, at := range seen {
+			if f.now.Sub(at) > time.Hour {
+				delete(seen, s)
+				gone(s)
+			}
+		}
+	}
+
+	for i := range big {
+		join()
+		if i%250 == 0 {
+			f.check(torrent, want())
+		}
+	}
+	f.check(torrent, want())
+	// Churn with the clock running: sessions not announced again for an
+	// hour expire, so the swarm shrinks through its index's sizes while
+	// others join and leave.
+	for step := range 30000 {
+		f.now = f.now.Add(time.Second)
+		switch r := rng.IntN(10); {
+		case r < 3:
+			join()
+		case r < 5:
+			if s, ok := pick(); ok {
+				f.announce(torrent, s.user, s.n, bittorrent.Stopped, "")
+				delete(seen, s)
+				gone(s)
+			}
+		default:
+			if s, ok := pick(); ok {
+				f.announce(torrent, s.user, s.n, bittorrent.None, "")
+				seen[s] = f.now
+			}
+		}
+		if step%300 == 0 {
+			sweep()
+			f.check(torrent, want())
+		}
+	}
+	// Everyone leaves at once but a few, past both thresholds.
+	f.now = f.now.Add(50 * time.Minute)
+	kept := 0
+	for s := range seen {
+		if kept < indexBelow/2 {
+			f.announce(torrent, s.user, s.n, bittorrent.None, "")
+			seen[s] = f.now
+			kept++
+		}
+	}
+	f.now = f.now.Add(20 * time.Minute)
+	sweep()
+	f.check(torrent, want())
+	if t.Failed() {
+		return
+	}
+	for u, c := range f.counted {
+		var n int32
+		for s := range seen {
+			if s.user == u {
+				n++
+			}
+		}
+		if c != n {
+			t.Errorf("user %d counted %d sessions, has %d", u, c, n)
+		}
+	}
 }
 
 // TestLiveSessionsShareAgents: sessions whose agents arrive as separate

@@ -14,12 +14,12 @@ import (
 	"github.com/chihaya/chihaya/storage"
 )
 
-// benchmarkPeerMemory stores 200,000 peers (10,000 torrents of 20, as the
-// load tool's model) and reports the heap they take per peer: the figure
-// that decides how many peers an instance can hold. Private mode adds the
-// live sessions and their pending rows to the cache's records.
-func benchmarkPeerMemory(b *testing.B, private bool) {
-	const torrents, peers = 10000, 20
+// benchmarkPeerMemory stores torrents×peers peers and reports the heap they
+// take per peer: the figure that decides how many peers an instance can
+// hold. Private mode adds the live sessions and their pending rows to the
+// cache's records. Each torrent has a session of every user, each with its
+// own peer id.
+func benchmarkPeerMemory(b *testing.B, private bool, torrents, peers int) {
 	for b.Loop() {
 		b.StopTimer()
 		runtime.GC()
@@ -56,7 +56,7 @@ func benchmarkPeerMemory(b *testing.B, private bool) {
 			req.Reset()
 			req.InfoHash = snap.Torrents[t].InfoHash
 			copy(req.PeerID[:], fmt.Sprintf("-BE0001-%012d", i))
-			req.IPv4 = netip.AddrFrom4([4]byte{10, byte(u), byte(t >> 8), byte(t)})
+			req.IPv4 = netip.AddrFrom4([4]byte{byte(10 + u>>8), byte(u), byte(t >> 8), byte(t)})
 			req.Port, req.NumWant, req.Compact = 6881, 50, true
 			req.Uploaded, req.Downloaded = uint64(i)*1000, uint64(i)*10
 			req.Passkey = snap.Users[u].Passkey
@@ -76,7 +76,7 @@ func benchmarkPeerMemory(b *testing.B, private bool) {
 		runtime.GC()
 		var after runtime.MemStats
 		runtime.ReadMemStats(&after)
-		b.ReportMetric(float64(after.HeapAlloc-before.HeapAlloc)/(torrents*peers), "heap-B/peer")
+		b.ReportMetric(float64(after.HeapAlloc-before.HeapAlloc)/float64(torrents*peers), "heap-B/peer")
 		runtime.KeepAlive(tr)
 		store.Close()
 		b.StartTimer()
@@ -84,6 +84,11 @@ func benchmarkPeerMemory(b *testing.B, private bool) {
 }
 
 // BenchmarkPeerMemoryOpen and BenchmarkPeerMemoryPrivate report the heap a
-// stored peer takes in each mode.
-func BenchmarkPeerMemoryOpen(b *testing.B)    { benchmarkPeerMemory(b, false) }
-func BenchmarkPeerMemoryPrivate(b *testing.B) { benchmarkPeerMemory(b, true) }
+// stored peer takes in each mode, 200,000 peers in 10,000 torrents of 20 as
+// the load tool's model.
+func BenchmarkPeerMemoryOpen(b *testing.B)    { benchmarkPeerMemory(b, false, 10000, 20) }
+func BenchmarkPeerMemoryPrivate(b *testing.B) { benchmarkPeerMemory(b, true, 10000, 20) }
+
+// BenchmarkPeerMemoryPrivateBig reports it for the popular torrents of a
+// private tracker: 200 swarms of 1,000 sessions, each indexed by key.
+func BenchmarkPeerMemoryPrivateBig(b *testing.B) { benchmarkPeerMemory(b, true, 200, 1000) }
