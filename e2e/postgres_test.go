@@ -44,7 +44,7 @@ func TestTransferPrivatePostgres(t *testing.T) {
 		t.Fatal(err)
 	}
 	bin := trackerBinary(t)
-	for _, want := range []string{"applied 0001_schema\napplied 0002_notify\n", "the schema is up to date; nothing to apply\n"} {
+	for _, want := range []string{"applied 0001_schema\napplied 0002_notify\napplied 0003_write_markers\n", "the schema is up to date; nothing to apply\n"} {
 		out, err := exec.Command(bin, "migrate", "-config", cfgPath).CombinedOutput()
 		if err != nil || string(out) != want {
 			t.Fatalf("chihaya migrate: %v, output %q, want %q", err, out, want)

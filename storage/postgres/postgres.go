@@ -17,6 +17,7 @@ import (
 	"log/slog"
 	"net"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -68,6 +69,10 @@ type Store struct {
 	// Watch's start goes unseen.
 	mu    sync.Mutex
 	early *pgx.Conn
+
+	// markers is whether the database has the write_markers table:
+	// markersUnknown until a write asks.
+	markers atomic.Int32
 }
 
 var (

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"math/rand/v2"
 	"net/netip"
 	"slices"
 	"strings"
@@ -342,6 +343,25 @@ func (s *Store) writeTx(ctx context.Context, kind string, fn func(ctx context.Co
 		rollback()
 		return err
 	}
+	var token int64
+	if s.hasMarkers(ctx, tx) {
+		// 0 stands for "no marker".
+		for token == 0 {
+			token = rand.Int64()
+		}
+		if _, err := tx.Exec(ctx, "INSERT INTO write_markers (token) VALUES ($1)", token); err != nil {
+			rollback()
+			return err
+		}
+		if token%64 == 0 {
+			// Markers are needed for seconds; a rare prune keeps
+			// the table small without a job of its own.
+			if _, err := tx.Exec(ctx, "DELETE FROM write_markers WHERE written_at < now() - interval '1 hour'"); err != nil {
+				rollback()
+				return err
+			}
+		}
+	}
 	if err := fn(ctx, tx); err != nil {
 		rollback()
 		return err
@@ -350,8 +370,40 @@ func (s *Store) writeTx(ctx context.Context, kind string, fn func(ctx context.Co
 	if err == nil || !commitUncertain(err) {
 		return err
 	}
-	return s.resolveCommit(ctx, kind, xid, err)
+	return s.resolveCommit(ctx, kind, xid, token, err)
 }
+
+// hasMarkers reports whether the database has the write_markers table
+// (migration 0003). A database set up for custom statements may lack it;
+// its writes then fall back to the transaction id alone. The answer is
+// asked once, in the first write's transaction (which then fails if the
+// server cannot be asked, as it would anyway).
+func (s *Store) hasMarkers(ctx context.Context, tx pgx.Tx) bool {
+	switch s.markers.Load() {
+	case markersPresent:
+		return true
+	case markersAbsent:
+		return false
+	}
+	var present bool
+	if err := tx.QueryRow(ctx, "SELECT to_regclass('write_markers') IS NOT NULL").Scan(&present); err != nil {
+		return false
+	}
+	if present {
+		s.markers.Store(markersPresent)
+	} else {
+		s.markers.Store(markersAbsent)
+		s.log.Warn("the database has no write_markers table (run `chihaya migrate`): a write whose COMMIT answer is lost in a crash of the database may be taken as written")
+	}
+	return present
+}
+
+// The states of Store.markers.
+const (
+	markersUnknown int32 = iota
+	markersPresent
+	markersAbsent
+)
 
 // commitUncertain reports whether a failed COMMIT may have committed: the
 // server did not answer it (the connection broke, the time ran out)
@@ -372,14 +424,31 @@ func commitUncertain(err error) bool {
 // status, for up to the configured timeout. Only if that runs out is the
 // outcome unknown; then the batch is retried, and the log says it may be
 // counted twice.
-func (s *Store) resolveCommit(ctx context.Context, kind string, xid int64, commitErr error) error {
+func (s *Store) resolveCommit(ctx context.Context, kind string, xid, token int64, commitErr error) error {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.cfg.timeout)
 	defer cancel()
 	wait := 50 * time.Millisecond
 	for {
 		var status *string
-		err := s.pool.QueryRow(ctx, "SELECT txid_status($1)", xid).Scan(&status)
+		var err error
+		if token != 0 {
+			// The marker decides; the id only tells whether the
+			// server is still committing.
+			var found bool
+			err = s.pool.QueryRow(ctx, "SELECT txid_status($1), EXISTS (SELECT 1 FROM write_markers WHERE token = $2)", xid, token).Scan(&status, &found)
+			switch {
+			case err == nil && found:
+				s.log.Info("a write's COMMIT got no answer but did commit", "kind", kind, "xid", xid, "err", commitErr)
+				return nil
+			case err == nil && (status == nil || *status != "in progress"):
+				return commitErr
+			}
+		} else {
+			err = s.pool.QueryRow(ctx, "SELECT txid_status($1)", xid).Scan(&status)
+		}
 		switch {
+		case token != 0:
+			// In progress, or the server is away: ask again.
 		case err == nil && status != nil && *status == "committed":
 			s.log.Info("a write's COMMIT got no answer but did commit", "kind", kind, "xid", xid, "err", commitErr)
 			return nil

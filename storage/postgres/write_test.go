@@ -444,10 +444,10 @@ func TestResolveCommit(t *testing.T) {
 		}
 		return x
 	}
-	if err := s.resolveCommit(ctx, "test", xid(true), lost); err != nil {
+	if err := s.resolveCommit(ctx, "test", xid(true), 0, lost); err != nil {
 		t.Errorf("committed transaction: %v, want success", err)
 	}
-	if err := s.resolveCommit(ctx, "test", xid(false), lost); !errors.Is(err, lost) {
+	if err := s.resolveCommit(ctx, "test", xid(false), 0, lost); !errors.Is(err, lost) {
 		t.Errorf("rolled back transaction: %v, want the commit error", err)
 	}
 	// A transaction still open stays "in progress" until the timeout.
@@ -461,10 +461,53 @@ func TestResolveCommit(t *testing.T) {
 		t.Fatal(err)
 	}
 	start := time.Now()
-	if err := s.resolveCommit(ctx, "test", open, lost); !errors.Is(err, lost) || !strings.Contains(err.Error(), "outcome unknown") {
+	if err := s.resolveCommit(ctx, "test", open, 0, lost); !errors.Is(err, lost) || !strings.Contains(err.Error(), "outcome unknown") {
 		t.Errorf("open transaction: %v, want an unknown outcome", err)
 	}
 	if d := time.Since(start); d < 900*time.Millisecond || d > 3*time.Second {
 		t.Errorf("gave up after %v, want the 1s timeout", d)
+	}
+}
+
+// With a write marker the marker decides, not the transaction id: after a
+// crash of the server the id of a transaction that never reached the WAL
+// can be handed to another, which commits.
+func TestResolveCommitByMarker(t *testing.T) {
+	RequirePostgres(t)
+	db := NewTestDB(t, BaseDSN(), true, false)
+	s := db.Open(t, map[string]any{"timeout": "1s"})
+	lost := errors.New("connection lost during COMMIT")
+	write := func(commit bool, token int64) int64 {
+		tx, err := db.Admin.Begin(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var x int64
+		if err := tx.QueryRow(ctx, "SELECT txid_current()").Scan(&x); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := tx.Exec(ctx, "INSERT INTO write_markers (token) VALUES ($1)", token); err != nil {
+			t.Fatal(err)
+		}
+		if commit {
+			err = tx.Commit(ctx)
+		} else {
+			err = tx.Rollback(ctx)
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		return x
+	}
+	if err := s.resolveCommit(ctx, "test", write(true, 11), 11, lost); err != nil {
+		t.Errorf("committed write: %v, want success", err)
+	}
+	if err := s.resolveCommit(ctx, "test", write(false, 12), 12, lost); !errors.Is(err, lost) {
+		t.Errorf("rolled back write: %v, want the commit error", err)
+	}
+	// The id is of a committed transaction, but not the one that
+	// carried marker 13: the batch was not written.
+	if err := s.resolveCommit(ctx, "test", write(true, 14), 13, lost); !errors.Is(err, lost) {
+		t.Errorf("reused transaction id: %v, want the commit error", err)
 	}
 }
