@@ -133,7 +133,7 @@ func New(t Tracker, cfg Config, log *slog.Logger) *Frontend {
 // certificate error directly; serving errors go to the log.
 func (f *Frontend) ListenAndServe() (net.Addr, error) {
 	var tlsConfig *tls.Config
-	if f.tls() {
+	if f.servesTLS() {
 		if err := f.ReloadCertificate(); err != nil {
 			return nil, err
 		}
@@ -186,7 +186,7 @@ func (f *Frontend) ListenAndServe() (net.Addr, error) {
 	return addr, nil
 }
 
-func (f *Frontend) tls() bool { return f.cfg.TLSCertFile != "" || f.cfg.TLSKeyFile != "" }
+func (f *Frontend) servesTLS() bool { return f.cfg.TLSCertFile != "" || f.cfg.TLSKeyFile != "" }
 
 // ReloadCertificate reads the TLS certificate and key files again, so that
 // a renewed certificate is served to new connections without a restart
@@ -194,7 +194,7 @@ func (f *Frontend) tls() bool { return f.cfg.TLSCertFile != "" || f.cfg.TLSKeyFi
 // do not match, the certificate in use stays and the error is returned.
 // Without TLS it does nothing.
 func (f *Frontend) ReloadCertificate() error {
-	if !f.tls() {
+	if !f.servesTLS() {
 		return nil
 	}
 	cert, err := tls.LoadX509KeyPair(f.cfg.TLSCertFile, f.cfg.TLSKeyFile)

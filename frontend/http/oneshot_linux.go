@@ -54,11 +54,10 @@ type oneShotListener struct {
 // listening socket, in the poller as a file (a TCPListener's raw
 // connection cannot wait, and a file's waits are one at a time), and its
 // own connection state, reused for every connection it answers so that
-// buffers and interned strings are not made again.
+// buffers, the exchange and interned strings are not made again.
 type acceptor struct {
 	file *os.File
 	rc   syscall.RawConn
-	s    *server
 	c    conn
 	buf  []byte
 	addr fdAddr
@@ -107,8 +106,9 @@ func (l *oneShotListener) acceptors() int { return len(l.all) }
 // attach makes s the server of l's one-shot connections.
 func (l *oneShotListener) attach(s *server) {
 	for _, a := range l.all {
-		a.s = s
-		a.c = conn{s: s, rbuf: &a.buf}
+		// The acceptor answers one connection at a time, so the
+		// exchange is its own rather than the pool's per request.
+		a.c = conn{s: s, rbuf: &a.buf, x: s.f.pool.Get().(*exchange)}
 	}
 }
 
@@ -180,13 +180,10 @@ func (a *acceptor) serve(fd int, sa unix.Sockaddr) net.Conn {
 	c.r, c.w = 0, n
 	c.out = c.out[:0]
 	c.closing, c.refused = false, false
-	c.peer, c.peerErr, c.remote = peerOf(sa), nil, ""
-	a.addr.sa = sa
+	a.addr.remote = addrPortOf(sa)
+	c.peer, c.peerErr, c.remote = a.addr.remote.Addr().Unmap(), nil, ""
 	c.nc = &a.addr
-	c.x = c.s.f.pool.Get().(*exchange)
 	c.handle(n)
-	c.s.f.pool.Put(c.x)
-	c.x = nil
 
 	out := c.out
 	for len(out) > 0 {
@@ -199,7 +196,7 @@ func (a *acceptor) serve(fd int, sa unix.Sockaddr) net.Conn {
 			// goroutine writes the rest, under the write timeout.
 			rest := append([]byte(nil), out...)
 			if nc := handOff(fd, nil); nc != nil {
-				go finishWrite(nc, rest, a.s.f.cfg.WriteTimeout)
+				go finishWrite(nc, rest, c.s.f.cfg.WriteTimeout)
 			}
 			return nil
 		}
@@ -217,8 +214,9 @@ func (a *acceptor) serve(fd int, sa unix.Sockaddr) net.Conn {
 // tracker answers (an announce or a scrape).
 func (a *acceptor) oneShotHead(n int) bool {
 	h := &a.c.h
-	m, err := parseHead(a.buf[:n], h, a.s.realIP)
-	if err != nil || m != n || h.persistent() || h.contentLength > 0 || h.transferEncoding || a.s.shutting.Load() {
+	s := a.c.s
+	m, err := parseHead(a.buf[:n], h, s.realIP)
+	if err != nil || m != n || h.persistent() || h.contentLength > 0 || h.transferEncoding || s.shutting.Load() {
 		return false
 	}
 	_, action := splitPath(bstr(h.path))
@@ -278,27 +276,18 @@ func (r *readAhead) CloseWrite() error {
 // request's handling asks only for its remote address (for a log line).
 type fdAddr struct {
 	net.Conn
-	sa unix.Sockaddr
+	remote netip.AddrPort
 }
 
-func (a *fdAddr) RemoteAddr() net.Addr { return sockaddrToTCP(a.sa) }
+func (a *fdAddr) RemoteAddr() net.Addr { return net.TCPAddrFromAddrPort(a.remote) }
 
-func peerOf(sa unix.Sockaddr) netip.Addr {
+// addrPortOf is the address accept4 reported.
+func addrPortOf(sa unix.Sockaddr) netip.AddrPort {
 	switch a := sa.(type) {
 	case *unix.SockaddrInet4:
-		return netip.AddrFrom4(a.Addr)
+		return netip.AddrPortFrom(netip.AddrFrom4(a.Addr), uint16(a.Port))
 	case *unix.SockaddrInet6:
-		return netip.AddrFrom16(a.Addr).Unmap()
+		return netip.AddrPortFrom(netip.AddrFrom16(a.Addr), uint16(a.Port))
 	}
-	return netip.Addr{}
-}
-
-func sockaddrToTCP(sa unix.Sockaddr) *net.TCPAddr {
-	switch a := sa.(type) {
-	case *unix.SockaddrInet4:
-		return net.TCPAddrFromAddrPort(netip.AddrPortFrom(netip.AddrFrom4(a.Addr), uint16(a.Port)))
-	case *unix.SockaddrInet6:
-		return net.TCPAddrFromAddrPort(netip.AddrPortFrom(netip.AddrFrom16(a.Addr), uint16(a.Port)))
-	}
-	return &net.TCPAddr{}
+	return netip.AddrPort{}
 }

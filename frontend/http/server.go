@@ -538,7 +538,6 @@ func (c *conn) skipBody() bool {
 	if rest := n - buffered; rest > 0 {
 		c.bodyDeadline()
 		if !c.continueBody() {
-			c.closing = true
 			return false
 		}
 		if _, err := io.CopyN(io.Discard, c.nc, int64(rest)); err != nil {
@@ -553,13 +552,17 @@ func (c *conn) skipBody() bool {
 // RFC 9110) to send the body the server is about to read, rather than leave
 // it waiting out its own timer. Answers already queued are written first,
 // so that the interim response does not overtake them. false means the
-// connection failed.
+// connection failed and is closing.
 func (c *conn) continueBody() bool {
 	if !c.h.expectContinue || c.h.minor < 1 {
 		return true
 	}
 	c.out = append(c.out, "HTTP/1.1 100 Continue\r\n\r\n"...)
-	return c.flush()
+	if !c.flush() {
+		c.closing = true
+		return false
+	}
+	return true
 }
 
 // bodyDeadline bounds the rest of a body by the request's read timeout.
@@ -667,7 +670,6 @@ func (c *conn) serveOther(raw []byte) {
 		if k < len(body) {
 			c.bodyDeadline()
 			if !c.continueBody() {
-				c.closing = true
 				return
 			}
 			if _, err := io.ReadFull(c.nc, body[k:]); err != nil {
