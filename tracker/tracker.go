@@ -170,15 +170,13 @@ func (t *Tracker) announce(ctx context.Context, req *bittorrent.AnnounceRequest,
 		Event:    req.Event,
 		NumWant:  t.numWant(req),
 	}
-	if t.private != nil {
-		// Only a private tracker reads the previous totals back; an open
-		// tracker leaves them zero so that the cache stores none.
-		a.Uploaded, a.Downloaded = req.Uploaded, req.Downloaded
-	}
 	r := &s.result
 	*r = cache.Result{Peers4: resp.Peers4[:0], Peers6: resp.Peers6[:0]}
 
 	if t.private != nil {
+		// Only a private tracker reads the previous totals back; an open
+		// tracker leaves them zero so that the cache stores none.
+		a.Uploaded, a.Downloaded = req.Uploaded, req.Downloaded
 		if err := t.private.admit(req, a, &s.admitted); err != nil {
 			return err
 		}
