@@ -429,34 +429,13 @@ func (s *Store) resolveCommit(ctx context.Context, kind string, xid, token int64
 	defer cancel()
 	wait := 50 * time.Millisecond
 	for {
-		var status *string
-		var err error
-		if token != 0 {
-			// The marker decides; the id only tells whether the
-			// server is still committing.
-			var found bool
-			err = s.pool.QueryRow(ctx, "SELECT txid_status($1), EXISTS (SELECT 1 FROM write_markers WHERE token = $2)", xid, token).Scan(&status, &found)
-			switch {
-			case err == nil && found:
-				s.log.Info("a write's COMMIT got no answer but did commit", "kind", kind, "xid", xid, "err", commitErr)
-				return nil
-			case err == nil && (status == nil || *status != "in progress"):
+		committed, known, err := s.commitOutcome(ctx, xid, token)
+		if known {
+			if !committed {
 				return commitErr
 			}
-		} else {
-			err = s.pool.QueryRow(ctx, "SELECT txid_status($1)", xid).Scan(&status)
-		}
-		switch {
-		case token != 0:
-			// In progress, or the server is away: ask again.
-		case err == nil && status != nil && *status == "committed":
 			s.log.Info("a write's COMMIT got no answer but did commit", "kind", kind, "xid", xid, "err", commitErr)
 			return nil
-		case err == nil && status != nil && *status == "aborted":
-			return commitErr
-		case err == nil && status == nil:
-			// Too old to be known: cannot happen within seconds.
-			err = errors.New("the server no longer knows the transaction")
 		}
 		// In progress (the server is still committing it), or the
 		// server is away: ask again.
@@ -469,6 +448,37 @@ func (s *Store) resolveCommit(ctx context.Context, kind string, xid, token int64
 			wait = min(2*wait, time.Second)
 		}
 	}
+}
+
+// commitOutcome asks the server once what became of transaction xid;
+// known is false while it is still in progress or the server cannot say.
+// With a marker (token not 0) the marker decides and the id only tells
+// whether the server is still committing: after a crash of the server the
+// id may belong to another transaction.
+func (s *Store) commitOutcome(ctx context.Context, xid, token int64) (committed, known bool, err error) {
+	var status *string
+	if token != 0 {
+		var found bool
+		err = s.pool.QueryRow(ctx, "SELECT txid_status($1), EXISTS (SELECT 1 FROM write_markers WHERE token = $2)", xid, token).Scan(&status, &found)
+		if err != nil || found {
+			return found, found, err
+		}
+		return false, status == nil || *status != "in progress", nil
+	}
+	if err = s.pool.QueryRow(ctx, "SELECT txid_status($1)", xid).Scan(&status); err != nil {
+		return false, false, err
+	}
+	if status == nil {
+		// Too old to be known: cannot happen within seconds.
+		return false, false, errors.New("the server no longer knows the transaction")
+	}
+	switch *status {
+	case "committed":
+		return true, true, nil
+	case "aborted":
+		return false, true, nil
+	}
+	return false, false, nil
 }
 
 // WriteUsers adds transfer deltas to user_stats. Rows without transfer
