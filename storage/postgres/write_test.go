@@ -425,29 +425,10 @@ func TestResolveCommit(t *testing.T) {
 	db := NewTestDB(t, BaseDSN(), true, false)
 	s := db.Open(t, map[string]any{"timeout": "1s"})
 	lost := errors.New("connection lost during COMMIT")
-	xid := func(commit bool) int64 {
-		tx, err := db.Admin.Begin(ctx)
-		if err != nil {
-			t.Fatal(err)
-		}
-		var x int64
-		if err := tx.QueryRow(ctx, "SELECT txid_current()").Scan(&x); err != nil {
-			t.Fatal(err)
-		}
-		if commit {
-			err = tx.Commit(ctx)
-		} else {
-			err = tx.Rollback(ctx)
-		}
-		if err != nil {
-			t.Fatal(err)
-		}
-		return x
-	}
-	if err := s.resolveCommit(ctx, "test", xid(true), 0, lost); err != nil {
+	if err := s.resolveCommit(ctx, "test", finishedTx(t, db, true, 0), 0, lost); err != nil {
 		t.Errorf("committed transaction: %v, want success", err)
 	}
-	if err := s.resolveCommit(ctx, "test", xid(false), 0, lost); !errors.Is(err, lost) {
+	if err := s.resolveCommit(ctx, "test", finishedTx(t, db, false, 0), 0, lost); !errors.Is(err, lost) {
 		t.Errorf("rolled back transaction: %v, want the commit error", err)
 	}
 	// A transaction still open stays "in progress" until the timeout.
@@ -477,37 +458,43 @@ func TestResolveCommitByMarker(t *testing.T) {
 	db := NewTestDB(t, BaseDSN(), true, false)
 	s := db.Open(t, map[string]any{"timeout": "1s"})
 	lost := errors.New("connection lost during COMMIT")
-	write := func(commit bool, token int64) int64 {
-		tx, err := db.Admin.Begin(ctx)
-		if err != nil {
-			t.Fatal(err)
-		}
-		var x int64
-		if err := tx.QueryRow(ctx, "SELECT txid_current()").Scan(&x); err != nil {
-			t.Fatal(err)
-		}
-		if _, err := tx.Exec(ctx, "INSERT INTO write_markers (token) VALUES ($1)", token); err != nil {
-			t.Fatal(err)
-		}
-		if commit {
-			err = tx.Commit(ctx)
-		} else {
-			err = tx.Rollback(ctx)
-		}
-		if err != nil {
-			t.Fatal(err)
-		}
-		return x
-	}
-	if err := s.resolveCommit(ctx, "test", write(true, 11), 11, lost); err != nil {
+	if err := s.resolveCommit(ctx, "test", finishedTx(t, db, true, 11), 11, lost); err != nil {
 		t.Errorf("committed write: %v, want success", err)
 	}
-	if err := s.resolveCommit(ctx, "test", write(false, 12), 12, lost); !errors.Is(err, lost) {
+	if err := s.resolveCommit(ctx, "test", finishedTx(t, db, false, 12), 12, lost); !errors.Is(err, lost) {
 		t.Errorf("rolled back write: %v, want the commit error", err)
 	}
 	// The id is of a committed transaction, but not the one that
 	// carried marker 13: the batch was not written.
-	if err := s.resolveCommit(ctx, "test", write(true, 14), 13, lost); !errors.Is(err, lost) {
+	if err := s.resolveCommit(ctx, "test", finishedTx(t, db, true, 14), 13, lost); !errors.Is(err, lost) {
 		t.Errorf("reused transaction id: %v, want the commit error", err)
 	}
+}
+
+// finishedTx runs a transaction that writes marker token (none for 0),
+// commits or rolls it back, and returns its id.
+func finishedTx(t *testing.T, db *TestDB, commit bool, token int64) int64 {
+	t.Helper()
+	tx, err := db.Admin.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var x int64
+	if err := tx.QueryRow(ctx, "SELECT txid_current()").Scan(&x); err != nil {
+		t.Fatal(err)
+	}
+	if token != 0 {
+		if _, err := tx.Exec(ctx, "INSERT INTO write_markers (token) VALUES ($1)", token); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if commit {
+		err = tx.Commit(ctx)
+	} else {
+		err = tx.Rollback(ctx)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	return x
 }
