@@ -4,28 +4,22 @@ import (
 	"bufio"
 	"bytes"
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/pem"
 	"fmt"
 	"io"
 	"log/slog"
-	"math/big"
 	"net"
 	"net/http"
 	"net/http/httptrace"
 	"os"
-	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/chihaya/chihaya/config"
+	"github.com/chihaya/chihaya/internal/testcert"
 	"github.com/chihaya/chihaya/tracker"
 )
 
@@ -242,45 +236,8 @@ func TestTimeouts(t *testing.T) {
 	}
 }
 
-// selfSigned writes a certificate and key for 127.0.0.1 to dir.
-func selfSigned(t *testing.T, dir string) (certFile, keyFile string, pool *x509.CertPool) {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(1),
-		Subject:      pkix.Name{CommonName: "chihaya test"},
-		NotBefore:    time.Now().Add(-time.Hour),
-		NotAfter:     time.Now().Add(time.Hour),
-		IPAddresses:  []net.IP{net.IPv4(127, 0, 0, 1)},
-		KeyUsage:     x509.KeyUsageDigitalSignature,
-		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	keyDER, err := x509.MarshalPKCS8PrivateKey(key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	certFile, keyFile = filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
-	if err := os.WriteFile(certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: keyDER}), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	cert, _ := x509.ParseCertificate(der)
-	pool = x509.NewCertPool()
-	pool.AddCert(cert)
-	return certFile, keyFile, pool
-}
-
 func TestTLS(t *testing.T) {
-	certFile, keyFile, pool := selfSigned(t, t.TempDir())
+	certFile, keyFile, pool := testcert.SelfSigned(t, t.TempDir())
 	_, addr := serve(t, newTracker(t, tracker.Config{}), Config{TLSCertFile: certFile, TLSKeyFile: keyFile, MaxConnections: 10})
 	tr := &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}, MaxConnsPerHost: 1}
 	defer tr.CloseIdleConnections()
@@ -647,7 +604,7 @@ func TestWriteTimeout(t *testing.T) {
 // restart; a broken file leaves the running one in place.
 func TestReloadCertificate(t *testing.T) {
 	dir := t.TempDir()
-	certFile, keyFile, oldPool := selfSigned(t, dir)
+	certFile, keyFile, oldPool := testcert.SelfSigned(t, dir)
 	fe, addr := serve(t, newTracker(t, tracker.Config{}), Config{TLSCertFile: certFile, TLSKeyFile: keyFile})
 	handshake := func(pool *x509.CertPool) error {
 		c, err := tls.DialWithDialer(&net.Dialer{Timeout: 3 * time.Second}, "tcp", addr, &tls.Config{RootCAs: pool})
@@ -662,7 +619,7 @@ func TestReloadCertificate(t *testing.T) {
 
 	// The renewal overwrites the files in place, as certbot's deploy
 	// step or a copy would.
-	_, _, newPool := selfSigned(t, dir)
+	_, _, newPool := testcert.SelfSigned(t, dir)
 	if err := handshake(newPool); err == nil {
 		t.Fatal("the renewed certificate was served before a reload")
 	}
