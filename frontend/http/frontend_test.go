@@ -26,7 +26,14 @@ import (
 // can be checked.
 func newFrontend(t testing.TB, cfg Config) *Frontend {
 	t.Helper()
-	store, err := cache.Open("memory", []byte(`{"peer_ids": true}`), cache.Options{PeerLifetime: time.Hour})
+	return newFrontendOn(t, cfg, `{"peer_ids": true}`)
+}
+
+// newFrontendOn is newFrontend with the memory cache configured by
+// cacheConfig.
+func newFrontendOn(t testing.TB, cfg Config, cacheConfig string) *Frontend {
+	t.Helper()
+	store, err := cache.Open("memory", []byte(cacheConfig), cache.Options{PeerLifetime: time.Hour})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -391,14 +398,7 @@ func TestSiteHandlerGetsOtherPaths(t *testing.T) {
 // With the memory cache's defaults no peer ids are kept; the dictionary model
 // then lists peers without a `peer id` rather than with a made-up one.
 func TestAnnounceDictionaryModelWithoutStoredIDs(t *testing.T) {
-	store, err := cache.Open("memory", nil, cache.Options{PeerLifetime: time.Hour})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { store.Close() })
-	tr := tracker.New(tracker.Config{AnnounceInterval: time.Minute, DefaultNumWant: 50, MaxNumWant: 50, MaxScrapeInfoHashes: 1}, store)
-	fe := New(tr, Config{}, slog.New(slog.DiscardHandler))
-
+	fe := newFrontendOn(t, Config{}, `{}`)
 	a := announce{hash: hashA, peer: "-SE0001-000000000001", port: 6881}
 	b := announce{hash: hashA, peer: "-LE0001-000000000002", port: 6882, left: 5, extra: "&compact=0"}
 	get(t, fe, a.target(""), "10.0.0.1:1", nil)
