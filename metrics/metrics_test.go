@@ -1,13 +1,17 @@
 package metrics
 
 import (
+	"context"
 	"errors"
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
+	dto "github.com/prometheus/client_model/go"
 
 	"github.com/chihaya/chihaya/bittorrent"
+	"github.com/chihaya/chihaya/cache"
 )
 
 func TestReasonClass(t *testing.T) {
@@ -49,4 +53,43 @@ func TestObserverCounts(t *testing.T) {
 	}
 	var nilObserver *Observer
 	nilObserver.Observe("announce", nil, 0) // must not panic
+}
+
+// failingSwarms is a swarm store whose every call fails.
+type failingSwarms struct{}
+
+func (failingSwarms) Announce(context.Context, *cache.Announce, *cache.Result) error {
+	return errors.New("cache down")
+}
+
+func (failingSwarms) Scrape(_ context.Context, _ []bittorrent.InfoHash, dst []bittorrent.Scrape) ([]bittorrent.Scrape, error) {
+	return dst, errors.New("cache down")
+}
+
+// Every failed call is counted, but only one call in timingSample is
+// timed, the first one included, so that a short run still shows a
+// latency.
+func TestTimedSwarmsCountsAllTimesSome(t *testing.T) {
+	m := New("test")
+	ts := m.TimeSwarms(failingSwarms{})
+	const calls = 2*timingSample + 1
+	for range calls {
+		_ = ts.Announce(context.Background(), &cache.Announce{}, &cache.Result{})
+	}
+	_, _ = ts.Scrape(context.Background(), nil, nil)
+	if got := testutil.ToFloat64(m.cacheErrors.WithLabelValues("announce")); got != calls {
+		t.Errorf("announce errors = %v, want %d", got, calls)
+	}
+	if got := testutil.ToFloat64(m.cacheErrors.WithLabelValues("scrape")); got != 1 {
+		t.Errorf("scrape errors = %v, want 1", got)
+	}
+	for op, want := range map[string]uint64{"announce": 3, "scrape": 1} {
+		var d dto.Metric
+		if err := m.cacheLatency.WithLabelValues(op).(prometheus.Histogram).Write(&d); err != nil {
+			t.Fatal(err)
+		}
+		if got := d.GetHistogram().GetSampleCount(); got != want {
+			t.Errorf("%s timings = %d, want %d", op, got, want)
+		}
+	}
 }
