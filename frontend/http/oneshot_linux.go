@@ -180,6 +180,7 @@ func (a *acceptor) serve(fd int, sa unix.Sockaddr) net.Conn {
 	c.r, c.w = 0, n
 	c.out = c.out[:0]
 	c.closing, c.refused = false, false
+	c.readBy, c.writeBy = deadline{}, deadline{}
 	a.addr.remote = addrPortOf(sa)
 	c.peer, c.peerErr, c.remote = a.addr.remote.Addr().Unmap(), nil, ""
 	c.nc = &a.addr

@@ -252,6 +252,10 @@ type conn struct {
 	// now is a recent time: when the request being answered started,
 	// or when the last flush did.
 	now time.Time
+	// readBy and writeBy are the deadlines last set. Only the
+	// connection's goroutine sets them; Shutdown's wake-up ends the
+	// connection, so it need not be recorded.
+	readBy, writeBy deadline
 }
 
 func (c *conn) serve() {
@@ -268,7 +272,7 @@ func (c *conn) serve() {
 	if c.s.isTLS && cfg.ReadTimeout > 0 {
 		// The handshake runs inside the first read, under its read
 		// deadline; its writes are bounded as well.
-		_ = c.nc.SetWriteDeadline(time.Now().Add(cfg.ReadTimeout))
+		c.setWriteDeadline(cfg.ReadTimeout, time.Now())
 	}
 	firstWait := cfg.ReadTimeout
 	for {
@@ -344,10 +348,35 @@ func (c *conn) serve() {
 	}
 }
 
+// setReadDeadline has the connection's reads end d after now. Setting a
+// deadline updates a runtime timer, which was a twentieth of a keep-alive
+// announce in profiles, while a client that announces many times a second
+// needs a new one only now and then: a deadline already set is kept when
+// it falls no later than asked, and at most an eighth of d earlier.
 func (c *conn) setReadDeadline(d time.Duration, now time.Time) {
-	if d > 0 {
-		_ = c.nc.SetReadDeadline(now.Add(d))
+	if d > 0 && c.readBy.reset(now.Add(d), d) {
+		_ = c.nc.SetReadDeadline(c.readBy.t)
 	}
+}
+
+// setWriteDeadline is setReadDeadline for writes.
+func (c *conn) setWriteDeadline(d time.Duration, now time.Time) {
+	if d > 0 && c.writeBy.reset(now.Add(d), d) {
+		_ = c.nc.SetWriteDeadline(c.writeBy.t)
+	}
+}
+
+// deadline is the last deadline set on one direction of a connection.
+type deadline struct{ t time.Time }
+
+// reset reports whether the deadline must be moved to want, for a timeout
+// of d, and records it when so.
+func (dl *deadline) reset(want time.Time, d time.Duration) bool {
+	if !dl.t.After(want) && want.Sub(dl.t) <= d/8 {
+		return false
+	}
+	dl.t = want
+	return true
 }
 
 // makeRoom moves the unparsed bytes to the front of the read buffer and
@@ -397,9 +426,7 @@ func (c *conn) flush() bool {
 	if len(c.out) == 0 {
 		return true
 	}
-	if wt := c.s.f.cfg.WriteTimeout; wt > 0 {
-		_ = c.nc.SetWriteDeadline(c.now.Add(wt))
-	}
+	c.setWriteDeadline(c.s.f.cfg.WriteTimeout, c.now)
 	_, err := c.nc.Write(c.out)
 	c.out = c.out[:0]
 	return err == nil
@@ -567,9 +594,7 @@ func (c *conn) continueBody() bool {
 
 // bodyDeadline bounds the rest of a body by the request's read timeout.
 func (c *conn) bodyDeadline() {
-	if rt := c.s.f.cfg.ReadTimeout; rt > 0 {
-		_ = c.nc.SetReadDeadline(time.Now().Add(rt))
-	}
+	c.setReadDeadline(c.s.f.cfg.ReadTimeout, time.Now())
 }
 
 // refuse answers a request the server will not serve with a bencoded

@@ -673,3 +673,29 @@ func TestExpectContinue(t *testing.T) {
 	resp, body = c.read()
 	mustAnnounceOK(t, resp, body)
 }
+
+// A deadline is set again only when the one set would fall later than
+// asked, or more than an eighth of the timeout earlier: a connection's
+// timeouts never grow, and shrink by at most an eighth.
+func TestDeadlineReset(t *testing.T) {
+	const d = 8 * time.Second
+	t0 := time.Unix(1000, 0)
+	var dl deadline
+	for _, c := range []struct {
+		want  time.Time
+		moved bool
+	}{
+		{t0, true},                   // none set yet
+		{t0.Add(d / 8), false},       // set one falls an eighth early: kept
+		{t0.Add(d/8 + 1), true},      // more than an eighth early: moved
+		{t0, true},                   // set one would fall later: moved
+		{t0.Add(-time.Second), true}, // earlier still: moved
+	} {
+		if got := dl.reset(c.want, d); got != c.moved {
+			t.Errorf("reset(%v) = %v, want %v", c.want.Sub(t0), got, c.moved)
+		}
+		if dl.t.After(c.want) || c.want.Sub(dl.t) > d/8 {
+			t.Errorf("after reset(%v) the deadline is %v", c.want.Sub(t0), dl.t.Sub(t0))
+		}
+	}
+}
