@@ -50,6 +50,9 @@ type options struct {
 	// opentracker is the reference tracker's binary; empty skips its
 	// rows.
 	opentracker string
+	// fixed runs the machine-ceiling rows against the fixed-answer
+	// server.
+	fixed bool
 }
 
 func main() {
@@ -65,6 +68,7 @@ func main() {
 	flag.BoolVar(&o.verbose, "v", false, "show the tracker's log and the load tool's progress")
 	otDefault, _ := exec.LookPath("opentracker")
 	flag.StringVar(&o.opentracker, "opentracker", otDefault, "opentracker binary measured the same way as a reference (Debian's package; its whitelist is filled with the model's torrents); empty skips those rows")
+	flag.BoolVar(&o.fixed, "fixed", true, "run the machine-ceiling rows: the same load against a server that answers every request with a fixed answer of the same size (scripts/benchtable/fixedanswer)")
 	flag.Parse()
 	if err := runAll(o); err != nil {
 		fmt.Fprintln(os.Stderr, "benchtable:", err)
@@ -110,6 +114,10 @@ type suite struct {
 	dir     string
 	tracker string
 	tool    string
+	// fixed is the fixed-answer server's binary; fixedErr says why it
+	// could not be built.
+	fixed    string
+	fixedErr error
 	// serverCPU and toolCPU are taskset's CPU lists, empty when the
 	// machine cannot pin.
 	serverCPU, toolCPU string
@@ -123,11 +131,22 @@ func runAll(o options) error {
 		return err
 	}
 	defer os.RemoveAll(dir)
-	s := &suite{o: o, dir: dir, tracker: filepath.Join(dir, "chihaya"), tool: filepath.Join(dir, "chihaya-bench")}
-	for _, b := range [][2]string{{s.tracker, "./cmd/chihaya"}, {s.tool, "./cmd/chihaya-bench"}} {
+	s := &suite{o: o, dir: dir, tracker: filepath.Join(dir, "chihaya"), tool: filepath.Join(dir, "chihaya-bench"),
+		fixed: filepath.Join(dir, "fixedanswer")}
+	builds := [][2]string{{s.tracker, "./cmd/chihaya"}, {s.tool, "./cmd/chihaya-bench"}}
+	if o.fixed {
+		builds = append(builds, [2]string{s.fixed, "./scripts/benchtable/fixedanswer"})
+	}
+	for _, b := range builds {
 		cmd := exec.Command("go", "build", "-o", b[0], b[1])
 		cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
 		if err := cmd.Run(); err != nil {
+			if b[0] == s.fixed {
+				// It is Linux only; elsewhere its rows are
+				// skipped rather than the whole table.
+				s.fixedErr = fmt.Errorf("go build %s: %w", b[1], err)
+				continue
+			}
 			return fmt.Errorf("go build %s: %w", b[1], err)
 		}
 	}
@@ -167,6 +186,15 @@ func runAll(o options) error {
 		{"opentracker (reference): UDP scrape", "udp-scrape", opentracker, nil},
 		{"opentracker (reference): HTTP announce, connection per request", "http-announce", opentracker, []string{"-conn-per-request"}},
 	}
+	if o.fixed {
+		// The prefill only stores peers, which this server does not.
+		rows = append(rows,
+			row{"fixed answer (machine ceiling): UDP announce", "udp-announce", fixed, []string{"-prefill=false"}},
+			row{"fixed answer (machine ceiling): UDP scrape", "udp-scrape", fixed, []string{"-prefill=false"}},
+			row{"fixed answer (machine ceiling): HTTP announce, keep-alive", "http-announce", fixed, []string{"-prefill=false"}},
+			row{"fixed answer (machine ceiling): HTTP announce, connection per request", "http-announce", fixed, []string{"-prefill=false", "-conn-per-request"}},
+		)
+	}
 	fmt.Println("| load (10,000 torrents × 20 peers, 30 % seeders, numwant 50) | responses/s | responses per server CPU-second | p50 ms | p99 ms | p99.9 ms | errors |")
 	fmt.Println("| --- | ---: | ---: | ---: | ---: | ---: | ---: |")
 	perCPU := map[string]float64{}
@@ -193,6 +221,11 @@ func runAll(o options) error {
 		{"HTTP announce, connection per request", "opentracker (reference): HTTP announce, connection per request"}} {
 		if p, q := perCPU[pair[0]], perCPU[pair[1]]; p > 0 && q > 0 {
 			fmt.Printf("\n%s: %.2f× opentracker per server CPU-second", pair[0], p/q)
+		}
+	}
+	for _, l := range []string{"UDP announce", "UDP scrape", "HTTP announce, keep-alive", "HTTP announce, connection per request"} {
+		if p, q := perCPU[l], perCPU["fixed answer (machine ceiling): "+l]; p > 0 && q > 0 {
+			fmt.Printf("\n%s: %.0f %% of the fixed-answer ceiling per server CPU-second", l, 100*p/q)
 		}
 	}
 	fmt.Println()
@@ -297,6 +330,8 @@ const (
 	redisCache
 	// opentracker is the reference tracker, not chihaya.
 	opentracker
+	// fixed is the fixed-answer server, the machine's ceiling.
+	fixed
 )
 
 // measure starts a tracker (open, private on a gazelle database with the
@@ -307,8 +342,11 @@ func (s *suite) measure(st store, torrents int, args []string) (*report, error) 
 	if err != nil {
 		return nil, err
 	}
-	if st == opentracker {
+	switch st {
+	case opentracker:
 		return s.measureOpentracker(port, torrents, args)
+	case fixed:
+		return s.measureFixed(port, args)
 	}
 	adminPort, err := freePort()
 	if err != nil {
@@ -437,21 +475,50 @@ func (s *suite) measureOpentracker(port, torrents int, args []string) (*report, 
 	}
 	defer stop(srv)
 	// Ready when its TCP port accepts; both ports open together.
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		c, err := net.DialTimeout("tcp", fmt.Sprintf("127.0.0.1:%d", port), time.Second)
-		if err == nil {
-			c.Close()
-			break
-		}
-		if time.Now().After(deadline) {
-			return nil, fmt.Errorf("opentracker not ready: %v; log: %s", err, tail(srvLog.String()))
-		}
-		time.Sleep(50 * time.Millisecond)
+	if err := waitAccepting(port, 10*time.Second); err != nil {
+		return nil, fmt.Errorf("opentracker not ready: %v; log: %s", err, tail(srvLog.String()))
 	}
 	// The whitelist is read on a thread of its own after start.
 	time.Sleep(500 * time.Millisecond)
 	return s.runTool(port, srv.Process.Pid, args)
+}
+
+// measureFixed runs the load tool against the fixed-answer server, started
+// the way the tracker is (same CPU, loopback, the same port for HTTP and
+// UDP).
+func (s *suite) measureFixed(port int, args []string) (*report, error) {
+	if s.fixedErr != nil {
+		return nil, s.fixedErr
+	}
+	addr := fmt.Sprintf("127.0.0.1:%d", port)
+	srv := pinned(s.serverCPU, s.fixed, "-http", addr, "-udp", addr)
+	var srvLog bytes.Buffer
+	srv.Stdout, srv.Stderr = &srvLog, &srvLog
+	if err := srv.Start(); err != nil {
+		return nil, err
+	}
+	defer stop(srv)
+	// It binds UDP before it listens on TCP.
+	if err := waitAccepting(port, 10*time.Second); err != nil {
+		return nil, fmt.Errorf("fixed-answer server not ready: %v; log: %s", err, tail(srvLog.String()))
+	}
+	return s.runTool(port, srv.Process.Pid, args)
+}
+
+// waitAccepting waits until the TCP port on loopback accepts connections.
+func waitAccepting(port int, limit time.Duration) error {
+	deadline := time.Now().Add(limit)
+	for {
+		c, err := net.DialTimeout("tcp", fmt.Sprintf("127.0.0.1:%d", port), time.Second)
+		if err == nil {
+			c.Close()
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return err
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
 }
 
 // pinned returns the command, run on cpu when it is set.
