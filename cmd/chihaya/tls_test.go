@@ -1,10 +1,8 @@
 package main
 
 import (
-	"crypto/tls"
 	"crypto/x509"
 	"fmt"
-	"net"
 	"strings"
 	"syscall"
 	"testing"
@@ -16,24 +14,18 @@ import (
 // A certificate renewed on disk is served after SIGHUP, without a restart.
 func TestSIGHUPReloadsTheTLSCertificate(t *testing.T) {
 	dir := t.TempDir()
-	certFile, keyFile, oldPool := testcert.SelfSigned(t, dir)
+	old := testcert.Issue(t, dir)
 	s := startTrackerWith(t, func(port, adminPort int) string {
 		return fmt.Sprintf(`{"http": {"listen": "127.0.0.1:%d", "tls_cert_file": %q, "tls_key_file": %q},
 			"udp": {"listen": "127.0.0.1:%d"}, "admin": {"listen": "127.0.0.1:%d"}}`,
-			port, certFile, keyFile, port, adminPort)
+			port, old.Cert, old.Key, port, adminPort)
 	})
-	handshake := func(pool *x509.CertPool) error {
-		c, err := tls.DialWithDialer(&net.Dialer{Timeout: 3 * time.Second}, "tcp", fmt.Sprintf("127.0.0.1:%d", s.port), &tls.Config{RootCAs: pool})
-		if err == nil {
-			c.Close()
-		}
-		return err
-	}
-	if err := handshake(oldPool); err != nil {
+	handshake := func(pool *x509.CertPool) error { return testcert.Handshake(fmt.Sprintf("127.0.0.1:%d", s.port), pool) }
+	if err := handshake(old.Pool); err != nil {
 		t.Fatal(err)
 	}
 
-	_, _, newPool := testcert.SelfSigned(t, dir)
+	newPool := testcert.Issue(t, dir).Pool
 	if err := s.cmd.Process.Signal(syscall.SIGHUP); err != nil {
 		t.Fatal(err)
 	}

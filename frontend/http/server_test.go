@@ -237,9 +237,9 @@ func TestTimeouts(t *testing.T) {
 }
 
 func TestTLS(t *testing.T) {
-	certFile, keyFile, pool := testcert.SelfSigned(t, t.TempDir())
-	_, addr := serve(t, newTracker(t, tracker.Config{}), Config{TLSCertFile: certFile, TLSKeyFile: keyFile, MaxConnections: 10})
-	tr := &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}, MaxConnsPerHost: 1}
+	certs := testcert.Issue(t, t.TempDir())
+	_, addr := serve(t, newTracker(t, tracker.Config{}), Config{TLSCertFile: certs.Cert, TLSKeyFile: certs.Key, MaxConnections: 10})
+	tr := &http.Transport{TLSClientConfig: &tls.Config{RootCAs: certs.Pool}, MaxConnsPerHost: 1}
 	defer tr.CloseIdleConnections()
 	hc := &http.Client{Transport: tr, Timeout: 3 * time.Second}
 	conns := 0
@@ -265,7 +265,7 @@ func TestTLS(t *testing.T) {
 		t.Fatal("a plain-text request was served on the TLS port")
 	}
 
-	if _, err := New(newTracker(t, tracker.Config{}), Config{Addr: "127.0.0.1:0", TLSCertFile: keyFile, TLSKeyFile: keyFile}, slog.New(slog.DiscardHandler)).ListenAndServe(); err == nil {
+	if _, err := New(newTracker(t, tracker.Config{}), Config{Addr: "127.0.0.1:0", TLSCertFile: certs.Key, TLSKeyFile: certs.Key}, slog.New(slog.DiscardHandler)).ListenAndServe(); err == nil {
 		t.Error("a bad certificate file was accepted")
 	}
 }
@@ -604,22 +604,18 @@ func TestWriteTimeout(t *testing.T) {
 // restart; a broken file leaves the running one in place.
 func TestReloadCertificate(t *testing.T) {
 	dir := t.TempDir()
-	certFile, keyFile, oldPool := testcert.SelfSigned(t, dir)
-	fe, addr := serve(t, newTracker(t, tracker.Config{}), Config{TLSCertFile: certFile, TLSKeyFile: keyFile})
-	handshake := func(pool *x509.CertPool) error {
-		c, err := tls.DialWithDialer(&net.Dialer{Timeout: 3 * time.Second}, "tcp", addr, &tls.Config{RootCAs: pool})
-		if err == nil {
-			c.Close()
-		}
-		return err
-	}
+	old := testcert.Issue(t, dir)
+	certFile := old.Cert
+	fe, addr := serve(t, newTracker(t, tracker.Config{}), Config{TLSCertFile: old.Cert, TLSKeyFile: old.Key})
+	handshake := func(pool *x509.CertPool) error { return testcert.Handshake(addr, pool) }
+	oldPool := old.Pool
 	if err := handshake(oldPool); err != nil {
 		t.Fatal(err)
 	}
 
 	// The renewal overwrites the files in place, as certbot's deploy
 	// step or a copy would.
-	_, _, newPool := testcert.SelfSigned(t, dir)
+	newPool := testcert.Issue(t, dir).Pool
 	if err := handshake(newPool); err == nil {
 		t.Fatal("the renewed certificate was served before a reload")
 	}
