@@ -198,6 +198,22 @@ type TimedSwarms struct {
 // timingSample is timed.
 const timingSample = 16
 
+// sampleStart counts a call and returns when it started if it is one of
+// the timed ones, the zero time otherwise.
+func sampleStart(calls *atomic.Uint32) time.Time {
+	if calls.Add(1)%timingSample == 1 {
+		return time.Now()
+	}
+	return time.Time{}
+}
+
+// observeSince records the time since start, unless the call was not timed.
+func observeSince(o prometheus.Observer, start time.Time) {
+	if !start.IsZero() {
+		o.Observe(time.Since(start).Seconds())
+	}
+}
+
 // TimeSwarms wraps a swarm store so its calls show in
 // chihaya_cache_errors_total and, sampled, in
 // chihaya_cache_duration_seconds.
@@ -213,14 +229,9 @@ func (m *Metrics) TimeSwarms(s swarmStore) *TimedSwarms {
 
 // Announce times the store's Announce.
 func (t *TimedSwarms) Announce(ctx context.Context, a *cache.Announce, r *cache.Result) error {
-	var err error
-	if t.announces.Add(1)%timingSample == 1 {
-		start := time.Now()
-		err = t.store.Announce(ctx, a, r)
-		t.announceTime.Observe(time.Since(start).Seconds())
-	} else {
-		err = t.store.Announce(ctx, a, r)
-	}
+	start := sampleStart(&t.announces)
+	err := t.store.Announce(ctx, a, r)
+	observeSince(t.announceTime, start)
 	if err != nil && !errors.Is(err, context.Canceled) {
 		t.announceErrs.Inc()
 	}
@@ -229,17 +240,9 @@ func (t *TimedSwarms) Announce(ctx context.Context, a *cache.Announce, r *cache.
 
 // Scrape times the store's Scrape.
 func (t *TimedSwarms) Scrape(ctx context.Context, hashes []bittorrent.InfoHash, dst []bittorrent.Scrape) ([]bittorrent.Scrape, error) {
-	var (
-		out []bittorrent.Scrape
-		err error
-	)
-	if t.scrapes.Add(1)%timingSample == 1 {
-		start := time.Now()
-		out, err = t.store.Scrape(ctx, hashes, dst)
-		t.scrapeTime.Observe(time.Since(start).Seconds())
-	} else {
-		out, err = t.store.Scrape(ctx, hashes, dst)
-	}
+	start := sampleStart(&t.scrapes)
+	out, err := t.store.Scrape(ctx, hashes, dst)
+	observeSince(t.scrapeTime, start)
 	if err != nil && !errors.Is(err, context.Canceled) {
 		t.scrapeErrs.Inc()
 	}
