@@ -227,7 +227,7 @@ func (f *Frontend) serve(b *batch) {
 			// The answer is built straight into the batch's
 			// buffer for it.
 			w.out = b.answerBuf()
-			if out := f.answer(ctx, w, p, from); out != nil {
+			if out := f.handleAt(ctx, w, p, from); out != nil {
 				b.answer(i, out)
 			}
 		}
@@ -246,11 +246,11 @@ func isClosed(err error) bool {
 // next call with w.
 func (f *Frontend) handle(ctx context.Context, w *worker, p []byte, from netip.AddrPort) []byte {
 	w.now = f.cfg.Now()
-	return f.answer(ctx, w, p, from)
+	return f.handleAt(ctx, w, p, from)
 }
 
-// answer is handle for a packet whose handling began at w.now.
-func (f *Frontend) answer(ctx context.Context, w *worker, p []byte, from netip.AddrPort) []byte {
+// handleAt is handle for a packet whose handling began at w.now.
+func (f *Frontend) handleAt(ctx context.Context, w *worker, p []byte, from netip.AddrPort) []byte {
 	if len(p) < headerLen {
 		// Too short to carry a transaction ID to answer with.
 		return nil
