@@ -390,19 +390,26 @@ func (s *suite) measure(st store, torrents int, args []string) (*report, error) 
 	}
 
 	srv := pinned(s.serverCPU, s.tracker, "-config", cfgFile)
+	return s.serve("tracker", srv, s.o.verbose, port, func() error { return waitReady(adminPort, 60*time.Second) }, args)
+}
+
+// serve starts srv, the server a row measures, waits until ready returns
+// nil, runs the load tool with args against it at port and stops it. Its
+// output is kept for the message when it does not get ready, or goes to
+// stderr when showLog is set; name is what that message calls it.
+func (s *suite) serve(name string, srv *exec.Cmd, showLog bool, port int, ready func() error, args []string) (*report, error) {
 	var srvLog bytes.Buffer
 	srv.Stdout, srv.Stderr = &srvLog, &srvLog
-	if s.o.verbose {
+	if showLog {
 		srv.Stdout, srv.Stderr = os.Stderr, os.Stderr
 	}
 	if err := srv.Start(); err != nil {
 		return nil, err
 	}
 	defer stop(srv)
-	if err := waitReady(adminPort, 60*time.Second); err != nil {
-		return nil, fmt.Errorf("tracker not ready: %v; log: %s", err, tail(srvLog.String()))
+	if err := ready(); err != nil {
+		return nil, fmt.Errorf("%s not ready: %v; log: %s", name, err, tail(srvLog.String()))
 	}
-
 	return s.runTool(port, srv.Process.Pid, args)
 }
 
@@ -446,14 +453,14 @@ func (s *suite) measureOpentracker(port, torrents int, args []string) (*report, 
 		return nil, err
 	}
 	defer os.RemoveAll(dir)
-	hashes, err := exec.Command(s.tool, "-list-info-hashes", "-torrents", strconv.Itoa(torrents)).Output()
+	hashes, err := listInfoHashes(s.tool, torrents)
 	if err != nil {
-		return nil, fmt.Errorf("chihaya-bench -list-info-hashes: %w", err)
-	}
-	if err := os.WriteFile(filepath.Join(dir, "whitelist.txt"), hashes, 0o644); err != nil {
 		return nil, err
 	}
 	whitelist := filepath.Join(dir, "whitelist.txt")
+	if err := os.WriteFile(whitelist, hashes, 0o644); err != nil {
+		return nil, err
+	}
 	otArgs := []string{"-i", "127.0.0.1", "-p", strconv.Itoa(port), "-P", strconv.Itoa(port)}
 	if os.Geteuid() == 0 {
 		// It reads the whitelist after entering the chroot.
@@ -468,19 +475,15 @@ func (s *suite) measureOpentracker(port, torrents int, args []string) (*report, 
 		return nil, err
 	}
 	srv := pinned(s.serverCPU, s.o.opentracker, append(otArgs, "-f", conf)...)
-	var srvLog bytes.Buffer
-	srv.Stdout, srv.Stderr = &srvLog, &srvLog
-	if err := srv.Start(); err != nil {
-		return nil, err
-	}
-	defer stop(srv)
-	// Ready when its TCP port accepts; both ports open together.
-	if err := waitAccepting(port, 10*time.Second); err != nil {
-		return nil, fmt.Errorf("opentracker not ready: %v; log: %s", err, tail(srvLog.String()))
-	}
-	// The whitelist is read on a thread of its own after start.
-	time.Sleep(500 * time.Millisecond)
-	return s.runTool(port, srv.Process.Pid, args)
+	return s.serve("opentracker", srv, false, port, func() error {
+		// Ready when its TCP port accepts; both ports open together.
+		if err := waitAccepting(port, 10*time.Second); err != nil {
+			return err
+		}
+		// The whitelist is read on a thread of its own after start.
+		time.Sleep(500 * time.Millisecond)
+		return nil
+	}, args)
 }
 
 // measureFixed runs the load tool against the fixed-answer server, started
@@ -492,17 +495,8 @@ func (s *suite) measureFixed(port int, args []string) (*report, error) {
 	}
 	addr := fmt.Sprintf("127.0.0.1:%d", port)
 	srv := pinned(s.serverCPU, s.fixed, "-http", addr, "-udp", addr)
-	var srvLog bytes.Buffer
-	srv.Stdout, srv.Stderr = &srvLog, &srvLog
-	if err := srv.Start(); err != nil {
-		return nil, err
-	}
-	defer stop(srv)
 	// It binds UDP before it listens on TCP.
-	if err := waitAccepting(port, 10*time.Second); err != nil {
-		return nil, fmt.Errorf("fixed-answer server not ready: %v; log: %s", err, tail(srvLog.String()))
-	}
-	return s.runTool(port, srv.Process.Pid, args)
+	return s.serve("fixed-answer server", srv, false, port, func() error { return waitAccepting(port, 10*time.Second) }, args)
 }
 
 // waitAccepting waits until the TCP port on loopback accepts connections.
@@ -664,9 +658,9 @@ func newGazelleDB(dsn string) (*gazelleDB, error) {
 // register adds the model's torrents from d.torrents up to n, as Gazelle
 // registers uploads.
 func (d *gazelleDB) register(tool string, n int) error {
-	out, err := exec.Command(tool, "-list-info-hashes", "-torrents", strconv.Itoa(n)).Output()
+	out, err := listInfoHashes(tool, n)
 	if err != nil {
-		return fmt.Errorf("chihaya-bench -list-info-hashes: %w", err)
+		return err
 	}
 	hashes := strings.Fields(string(out))[d.torrents:]
 	for len(hashes) > 0 {
@@ -690,6 +684,16 @@ func (d *gazelleDB) register(tool string, n int) error {
 	}
 	d.torrents = n
 	return nil
+}
+
+// listInfoHashes returns the load tool's list of the model's first n info
+// hashes, in hex, one a line.
+func listInfoHashes(tool string, n int) ([]byte, error) {
+	out, err := exec.Command(tool, "-list-info-hashes", "-torrents", strconv.Itoa(n)).Output()
+	if err != nil {
+		return nil, fmt.Errorf("chihaya-bench -list-info-hashes: %w", err)
+	}
+	return out, nil
 }
 
 func (d *gazelleDB) drop() {
