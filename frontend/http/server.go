@@ -563,8 +563,7 @@ func (c *conn) skipBody() bool {
 	buffered := min(n, c.w-c.r)
 	c.r += buffered
 	if rest := n - buffered; rest > 0 {
-		c.bodyDeadline()
-		if !c.continueBody() {
+		if !c.awaitBody() {
 			return false
 		}
 		if _, err := io.CopyN(io.Discard, c.nc, int64(rest)); err != nil {
@@ -575,12 +574,14 @@ func (c *conn) skipBody() bool {
 	return true
 }
 
-// continueBody tells a client that waits for it (Expect: 100-continue,
-// RFC 9110) to send the body the server is about to read, rather than leave
-// it waiting out its own timer. Answers already queued are written first,
-// so that the interim response does not overtake them. false means the
-// connection failed and is closing.
-func (c *conn) continueBody() bool {
+// awaitBody prepares to read the rest of a request's body: the read is
+// bounded by the request's read timeout, and a client that waits for it
+// (Expect: 100-continue, RFC 9110) is told to send the body rather than
+// left waiting out its own timer. Answers already queued are written
+// before the interim response, so that it does not overtake them. false
+// means the connection failed and is closing.
+func (c *conn) awaitBody() bool {
+	c.setReadDeadline(c.s.f.cfg.ReadTimeout, time.Now())
 	if !c.h.expectContinue || c.h.minor < 1 {
 		return true
 	}
@@ -590,11 +591,6 @@ func (c *conn) continueBody() bool {
 		return false
 	}
 	return true
-}
-
-// bodyDeadline bounds the rest of a body by the request's read timeout.
-func (c *conn) bodyDeadline() {
-	c.setReadDeadline(c.s.f.cfg.ReadTimeout, time.Now())
 }
 
 // refuse answers a request the server will not serve with a bencoded
@@ -693,8 +689,7 @@ func (c *conn) serveOther(raw []byte) {
 		k := copy(body, (*c.rbuf)[c.r:c.w])
 		c.r += k
 		if k < len(body) {
-			c.bodyDeadline()
-			if !c.continueBody() {
+			if !c.awaitBody() {
 				return
 			}
 			if _, err := io.ReadFull(c.nc, body[k:]); err != nil {
