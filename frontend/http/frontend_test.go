@@ -141,22 +141,14 @@ func TestAnnounceDictionaryModel(t *testing.T) {
 	get(t, fe, a.target(""), "[2001:db8::1]:1", nil)
 
 	_, doc := get(t, fe, b.target(""), "10.0.0.2:1", nil)
-	peers, ok := doc["peers"].([]any)
-	if !ok || len(peers) != 1 {
-		t.Fatalf("peers = %#v", doc["peers"])
-	}
-	p := peers[0].(map[string]any)
+	p := onlyPeerDict(t, doc)
 	if p["ip"] != "10.0.0.1" || p["port"] != int64(6881) || p["peer id"] != a.peer {
 		t.Errorf("peer = %v", p)
 	}
 
 	b.extra = "&compact=0&no_peer_id=1"
 	_, doc = get(t, fe, b.target(""), "[2001:db8::2]:1", nil)
-	peers = doc["peers"].([]any)
-	if len(peers) != 1 {
-		t.Fatalf("peers = %#v", peers)
-	}
-	p = peers[0].(map[string]any)
+	p = onlyPeerDict(t, doc)
 	if p["ip"] != "2001:db8::1" || p["port"] != int64(6881) {
 		t.Errorf("IPv6 peer = %v", p)
 	}
@@ -395,6 +387,20 @@ func TestSiteHandlerGetsOtherPaths(t *testing.T) {
 	}
 }
 
+// onlyPeerDict is the one peer of a dictionary-model answer.
+func onlyPeerDict(t *testing.T, doc map[string]any) map[string]any {
+	t.Helper()
+	peers, ok := doc["peers"].([]any)
+	if !ok || len(peers) != 1 {
+		t.Fatalf("peers = %#v", doc["peers"])
+	}
+	p, ok := peers[0].(map[string]any)
+	if !ok {
+		t.Fatalf("peer = %#v, not a dictionary", peers[0])
+	}
+	return p
+}
+
 // With the memory cache's defaults no peer ids are kept; the dictionary model
 // then lists peers without a `peer id` rather than with a made-up one.
 func TestAnnounceDictionaryModelWithoutStoredIDs(t *testing.T) {
@@ -403,11 +409,7 @@ func TestAnnounceDictionaryModelWithoutStoredIDs(t *testing.T) {
 	b := announce{hash: hashA, peer: "-LE0001-000000000002", port: 6882, left: 5, extra: "&compact=0"}
 	get(t, fe, a.target(""), "10.0.0.1:1", nil)
 	_, doc := get(t, fe, b.target(""), "10.0.0.2:1", nil)
-	peers, ok := doc["peers"].([]any)
-	if !ok || len(peers) != 1 {
-		t.Fatalf("peers = %#v", doc["peers"])
-	}
-	p := peers[0].(map[string]any)
+	p := onlyPeerDict(t, doc)
 	if p["ip"] != "10.0.0.1" || p["port"] != int64(6881) {
 		t.Errorf("peer = %v", p)
 	}
