@@ -172,6 +172,12 @@ type livePeer struct {
 // seen is the last announce's time in Unix seconds.
 func (e *livePeer) seen() uint32 { return unixSeconds(time.Unix(0, e.at)) }
 
+// liveAt reports whether the session, last seen within lifetime of second
+// nowS, is still going.
+func (e *livePeer) liveAt(nowS uint32, lifetime time.Duration) bool {
+	return time.Duration(nowS-e.seen())*time.Second <= lifetime
+}
+
 func (e *livePeer) setAddr(a netip.Addr) {
 	switch {
 	case a.Is4():
@@ -489,7 +495,7 @@ func (l *liveTable) update(a *liveAnnounce, last *storage.PeerRow, counters coun
 		wasSeeding = e.seeding
 		pendingFull = e.dirty && e.full
 		// An entry expired but not yet swept is a new session.
-		found = time.Duration(nowS-e.seen())*time.Second <= a.lifetime
+		found = e.liveAt(nowS, a.lifetime)
 	case !a.stopped:
 		if sw == nil {
 			sw = &liveSwarm{}
@@ -645,7 +651,7 @@ func (l *liveTable) expire(now time.Time, lifetime time.Duration, counters count
 			// one's place has been looked at already.
 			for j := len(sw.peers) - 1; j >= 0; j-- {
 				e := &sw.peers[j]
-				if time.Duration(nowS-e.seen())*time.Second <= lifetime {
+				if e.liveAt(nowS, lifetime) {
 					continue
 				}
 				dropped = append(dropped, gone{e.key.user, e.seeding})
@@ -705,7 +711,7 @@ func (l *liveTable) users(torrentID uint32, now time.Time, lifetime time.Duratio
 	if sw := sh.swarms[torrentID]; sw != nil {
 		for j := range sw.peers {
 			e := &sw.peers[j]
-			if time.Duration(nowS-e.seen())*time.Second > lifetime {
+			if !e.liveAt(nowS, lifetime) {
 				continue
 			}
 			if e.seeding {
