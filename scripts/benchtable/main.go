@@ -133,22 +133,15 @@ func runAll(o options) error {
 	defer os.RemoveAll(dir)
 	s := &suite{o: o, dir: dir, tracker: filepath.Join(dir, "chihaya"), tool: filepath.Join(dir, "chihaya-bench"),
 		fixed: filepath.Join(dir, "fixedanswer")}
-	builds := [][2]string{{s.tracker, "./cmd/chihaya"}, {s.tool, "./cmd/chihaya-bench"}}
-	if o.fixed {
-		builds = append(builds, [2]string{s.fixed, "./scripts/benchtable/fixedanswer"})
-	}
-	for _, b := range builds {
-		cmd := exec.Command("go", "build", "-o", b[0], b[1])
-		cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
-		if err := cmd.Run(); err != nil {
-			if b[0] == s.fixed {
-				// It is Linux only; elsewhere its rows are
-				// skipped rather than the whole table.
-				s.fixedErr = fmt.Errorf("go build %s: %w", b[1], err)
-				continue
-			}
-			return fmt.Errorf("go build %s: %w", b[1], err)
+	for _, b := range [][2]string{{s.tracker, "./cmd/chihaya"}, {s.tool, "./cmd/chihaya-bench"}} {
+		if err := goBuild(b[0], b[1]); err != nil {
+			return err
 		}
+	}
+	if o.fixed {
+		// It is Linux only; elsewhere its rows are skipped rather than
+		// the whole table.
+		s.fixedErr = goBuild(s.fixed, "./scripts/benchtable/fixedanswer")
 	}
 	if _, err := exec.LookPath("taskset"); err == nil && runtime.NumCPU() >= 2 {
 		s.serverCPU, s.toolCPU = "0", "1"
@@ -212,20 +205,25 @@ func runAll(o options) error {
 		fmt.Printf("| %s | %s | %s | %s | %s | %s | %s |\n", r.label, thousands(rep.Measured.ResponsesPerSecond),
 			thousands(cpuRate(rep)), latency(rep, 0), latency(rep, 1), latency(rep, 2), errorsOf(rep))
 	}
-	for _, pair := range [][2]string{{"UDP announce, private (gazelle)", "UDP announce"}, {"HTTP announce, keep-alive, private (gazelle)", "HTTP announce, keep-alive"}} {
-		if p, q := perCPU[pair[0]], perCPU[pair[1]]; p > 0 && q > 0 {
-			fmt.Printf("\n%s: %.0f %% of open mode per server CPU-second", pair[0], 100*p/q)
-		}
-	}
-	for _, pair := range [][2]string{{"UDP announce", "opentracker (reference): UDP announce"}, {"UDP scrape", "opentracker (reference): UDP scrape"},
-		{"HTTP announce, connection per request", "opentracker (reference): HTTP announce, connection per request"}} {
-		if p, q := perCPU[pair[0]], perCPU[pair[1]]; p > 0 && q > 0 {
-			fmt.Printf("\n%s: %.2f× opentracker per server CPU-second", pair[0], p/q)
-		}
-	}
-	for _, l := range []string{"UDP announce", "UDP scrape", "HTTP announce, keep-alive", "HTTP announce, connection per request"} {
-		if p, q := perCPU[l], perCPU["fixed answer (machine ceiling): "+l]; p > 0 && q > 0 {
-			fmt.Printf("\n%s: %.0f %% of the fixed-answer ceiling per server CPU-second", l, 100*p/q)
+	// Each private or reference row is set against the open-mode row whose
+	// label it extends.
+	for _, r := range rows {
+		p := perCPU[r.label]
+		switch r.store {
+		case private:
+			if q := perCPU[strings.TrimSuffix(r.label, ", private (gazelle)")]; p > 0 && q > 0 {
+				fmt.Printf("\n%s: %.0f %% of open mode per server CPU-second", r.label, 100*p/q)
+			}
+		case opentracker:
+			l := strings.TrimPrefix(r.label, "opentracker (reference): ")
+			if q := perCPU[l]; p > 0 && q > 0 {
+				fmt.Printf("\n%s: %.2f× opentracker per server CPU-second", l, q/p)
+			}
+		case fixed:
+			l := strings.TrimPrefix(r.label, "fixed answer (machine ceiling): ")
+			if q := perCPU[l]; p > 0 && q > 0 {
+				fmt.Printf("\n%s: %.0f %% of the fixed-answer ceiling per server CPU-second", l, 100*q/p)
+			}
 		}
 	}
 	fmt.Println()
@@ -239,15 +237,10 @@ func runAll(o options) error {
 		torrents int
 		st       store
 	}
-	mem := []memRow{{10000, open}}
-	if o.bigPeers {
-		mem = append(mem, memRow{100000, open})
-	}
-	mem = append(mem, memRow{10000, private}, memRow{10000, opentracker})
-	if o.bigPeers {
-		mem = append(mem, memRow{100000, opentracker})
-	}
-	for _, m := range mem {
+	for _, m := range []memRow{{10000, open}, {100000, open}, {10000, private}, {10000, opentracker}, {100000, opentracker}} {
+		if m.torrents == 100000 && !o.bigPeers {
+			continue
+		}
 		label := fmt.Sprintf("memory %d peers", m.torrents*20)
 		mode := "open"
 		switch m.st {
@@ -261,8 +254,7 @@ func runAll(o options) error {
 		if !s.selected(label) {
 			continue
 		}
-		st := m.st
-		rep, err := s.measure(st, m.torrents, []string{"-mode", "udp-announce", "-torrents", strconv.Itoa(m.torrents),
+		rep, err := s.measure(m.st, m.torrents, []string{"-mode", "udp-announce", "-torrents", strconv.Itoa(m.torrents),
 			"-warmup", "0s", "-duration", "1s"})
 		if err != nil {
 			fmt.Printf("| %s | %s | skipped: %s | | |\n", thousands(float64(m.torrents*20)), mode, oneLine(err))
@@ -295,6 +287,16 @@ func runAll(o options) error {
 			fmt.Printf("| %s | %s | %s | %.1f MiB | %.1f MiB | %+.1f %% |\n", strings.TrimPrefix(r.label, "soak "),
 				thousands(float64(rep.Measured.Responses)), errorsOf(rep), b/(1<<20), a/(1<<20), 100*(a-b)/b)
 		}
+	}
+	return nil
+}
+
+// goBuild builds the package pkg into the binary out.
+func goBuild(out, pkg string) error {
+	cmd := exec.Command("go", "build", "-o", out, pkg)
+	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
+	if err := cmd.Run(); err != nil {
+		return fmt.Errorf("go build %s: %w", pkg, err)
 	}
 	return nil
 }
