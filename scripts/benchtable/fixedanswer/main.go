@@ -165,21 +165,21 @@ func serveHTTP(addr string, peerList []byte) error {
 		if err != nil {
 			continue
 		}
-		go serveConn(c, buf, n, announce)
-		buf = make([]byte, 4096)
+		// The connection takes the answers and the buffer they came
+		// from; the loop gets new ones.
+		go serveConn(c, buf, out, rest, closing, announce)
+		buf, out = make([]byte, 4096), nil
 	}
 }
 
 var headEnd = []byte("\r\n\r\n")
 
-// serveConn serves c, whose first held bytes are already in buf.
-func serveConn(c net.Conn, buf []byte, held int, announce []byte) {
+// serveConn serves c from where the accept loop left it: out holds the
+// answers to what was read, rest (in buf) the bytes after them, and
+// closing says the last answer ends the connection.
+func serveConn(c net.Conn, buf, out, rest []byte, closing bool, announce []byte) {
 	defer c.Close()
-	var out []byte
 	for {
-		var rest []byte
-		var closing bool
-		out, rest, closing = answerHeads(out[:0], buf[:held], announce)
 		if len(out) > 0 {
 			if _, err := c.Write(out); err != nil {
 				return
@@ -190,7 +190,7 @@ func serveConn(c net.Conn, buf []byte, held int, announce []byte) {
 		}
 		// An incomplete head waits for the rest; one that fills the
 		// buffer is not a client of this server.
-		held = copy(buf, rest)
+		held := copy(buf, rest)
 		if held == len(buf) {
 			return
 		}
@@ -198,7 +198,7 @@ func serveConn(c net.Conn, buf []byte, held int, announce []byte) {
 		if err != nil {
 			return
 		}
-		held += n
+		out, rest, closing = answerHeads(out[:0], buf[:held+n], announce)
 	}
 }
 
