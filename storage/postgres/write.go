@@ -336,30 +336,29 @@ func (s *Store) writeTx(ctx context.Context, kind string, fn func(ctx context.Co
 		return err
 	}
 	rollback := func() { _ = tx.Rollback(context.WithoutCancel(ctx)) }
-	// The transaction's id lets a lost answer to COMMIT be resolved:
-	// see resolveCommit.
-	var xid int64
-	if err := tx.QueryRow(ctx, "SELECT txid_current()").Scan(&xid); err != nil {
-		rollback()
-		return err
-	}
-	var token int64
+	// The transaction's id and its marker let a lost answer to COMMIT be
+	// resolved: see resolveCommit. The marker's INSERT returns the id, so
+	// both cost one round trip.
+	var xid, token int64
 	if s.hasMarkers(ctx, tx) {
 		// 0 stands for "no marker".
 		for token == 0 {
 			token = rand.Int64()
 		}
-		if _, err := tx.Exec(ctx, "INSERT INTO write_markers (token) VALUES ($1)", token); err != nil {
+		err = tx.QueryRow(ctx, "INSERT INTO write_markers (token) VALUES ($1) RETURNING txid_current()", token).Scan(&xid)
+	} else {
+		err = tx.QueryRow(ctx, "SELECT txid_current()").Scan(&xid)
+	}
+	if err != nil {
+		rollback()
+		return err
+	}
+	if token != 0 && token%64 == 0 {
+		// Markers are needed for seconds; a rare prune keeps the table
+		// small without a job of its own.
+		if _, err := tx.Exec(ctx, "DELETE FROM write_markers WHERE written_at < now() - interval '1 hour'"); err != nil {
 			rollback()
 			return err
-		}
-		if token%64 == 0 {
-			// Markers are needed for seconds; a rare prune keeps
-			// the table small without a job of its own.
-			if _, err := tx.Exec(ctx, "DELETE FROM write_markers WHERE written_at < now() - interval '1 hour'"); err != nil {
-				rollback()
-				return err
-			}
 		}
 	}
 	if err := fn(ctx, tx); err != nil {
