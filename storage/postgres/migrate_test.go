@@ -3,7 +3,6 @@ package postgres
 import (
 	"context"
 	"fmt"
-	"path/filepath"
 	"regexp"
 	"slices"
 	"strings"
@@ -86,12 +85,12 @@ func TestMigrateConcurrently(t *testing.T) {
 		}
 		total += len(results[i])
 	}
-	files, err := filepath.Glob("migrations/*.sql")
-	if err != nil || len(files) == 0 {
+	all, err := migrations()
+	if err != nil || len(all) == 0 {
 		t.Fatalf("no migration files: %v", err)
 	}
-	if total != len(files) {
-		t.Errorf("the migrators applied %v between them, want each of the %d migrations once", results, len(files))
+	if total != len(all) {
+		t.Errorf("the migrators applied %v between them, want each of the %d migrations once", results, len(all))
 	}
 }
 
