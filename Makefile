@@ -28,7 +28,7 @@ fuzz:
 
 # The README's performance table: the tracker pinned to one CPU, the load
 # tool (cmd/chihaya-bench) to another; each throughput row is run three times
-# and the median shown; about 14 minutes.
+# and the median shown; about 16 minutes.
 # Flags for scripts/benchtable go in BENCHFLAGS, e.g. BENCHFLAGS='-soak 0'.
 bench:
 	go run ./scripts/benchtable $(BENCHFLAGS)
