@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"math/rand/v2"
 	"net/netip"
 	"testing"
 	"time"
@@ -24,8 +25,11 @@ func (discard) WriteSnatches(context.Context, []storage.Snatch) error       { re
 func (discard) WriteTokens(context.Context, []storage.TokenUse) error       { return nil }
 func (discard) ExpireTokens(context.Context, []storage.Token) error         { return nil }
 
-// benchmarkAnnounce re-announces peers of 1,000 swarms of 20 (30 %
-// seeders), each announce moving a few bytes, numwant 50.
+// benchmarkAnnounce re-announces peers of 10,000 swarms of 20 (30 %
+// seeders), each announce moving a few bytes, numwant 50. The peers take
+// turns in a shuffled order, as the load tool's do, so that each announce
+// finds its swarm as cold in the CPU's caches as on a real tracker; in
+// order, a swarm's 20 announces would share one fetch of its memory.
 func benchmarkAnnounce(b *testing.B, private bool) {
 	store, err := cache.Open("memory", nil, cache.Options{PeerLifetime: time.Hour})
 	if err != nil {
@@ -33,7 +37,7 @@ func benchmarkAnnounce(b *testing.B, private bool) {
 	}
 	defer store.Close()
 	tr := New(Config{AnnounceInterval: 30 * time.Minute, MinAnnounceInterval: 15 * time.Minute, DefaultNumWant: 50, MaxNumWant: 50, MaxScrapeInfoHashes: 10}, store)
-	const torrents, peers = 1000, 20
+	const torrents, peers = 10000, 20
 	var snap storage.Snapshot
 	for i := range torrents {
 		snap.Torrents = append(snap.Torrents, storage.Torrent{ID: uint32(i + 1), InfoHash: bittorrent.InfoHash{byte(i), byte(i >> 8), 1}})
@@ -65,6 +69,7 @@ func benchmarkAnnounce(b *testing.B, private bool) {
 			r.Left = 1000
 		}
 	}
+	order := rand.New(rand.NewPCG(1, 2)).Perm(len(reqs))
 	ctx := context.Background()
 	var resp bittorrent.AnnounceResponse
 	for i := range reqs {
@@ -76,7 +81,7 @@ func benchmarkAnnounce(b *testing.B, private bool) {
 	b.ReportAllocs()
 	b.ResetTimer()
 	for i := 0; b.Loop(); i++ {
-		r := &reqs[i%len(reqs)]
+		r := &reqs[order[i%len(order)]]
 		r.Uploaded += 100
 		resp.Reset()
 		if err := tr.Announce(ctx, r, &resp); err != nil {
@@ -89,3 +94,48 @@ func benchmarkAnnounce(b *testing.B, private bool) {
 // through the open and the private rules.
 func BenchmarkAnnounceOpen(b *testing.B)    { benchmarkAnnounce(b, false) }
 func BenchmarkAnnouncePrivate(b *testing.B) { benchmarkAnnounce(b, true) }
+
+// BenchmarkLiveUpdate is the private rules' session step alone: peers of
+// 10,000 swarms of 20 re-announcing in a shuffled order, so that each
+// update finds its swarm's sessions cold. Every peer is its own user, as on
+// a private tracker, or all are one user, as when the load tool announces
+// with one passkey.
+func BenchmarkLiveUpdate(b *testing.B) {
+	b.Run("users=each", func(b *testing.B) { benchmarkLiveUpdate(b, true) })
+	b.Run("users=one", func(b *testing.B) { benchmarkLiveUpdate(b, false) })
+}
+
+func benchmarkLiveUpdate(b *testing.B, userEach bool) {
+	const torrents, peers = 10000, 20
+	var l liveTable
+	l.init(func(storage.PeerRow) {})
+	now := time.Unix(1_700_000_000, 0)
+	entries := make([]torrentEntry, torrents)
+	as := make([]liveAnnounce, torrents*peers)
+	for i := range as {
+		t, u := i/peers, i%peers
+		a := &as[i]
+		*a = liveAnnounce{
+			entry: &entries[t], torrent: uint32(t + 1), user: 1, now: now, lifetime: time.Hour,
+			seeding: u%10 < 3, addr: netip.AddrFrom4([4]byte{10, byte(u), byte(t >> 8), byte(t)}), port: 6881,
+		}
+		if userEach {
+			a.user = uint32(u + 1)
+		}
+		copy(a.peer[:], fmt.Sprintf("-BE0001-%012d", u))
+	}
+	count := func(uint32, int32, int32) {}
+	var last storage.PeerRow
+	for i := range as {
+		l.update(&as[i], &last, count)
+	}
+	order := rand.New(rand.NewPCG(1, 2)).Perm(len(as))
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; b.Loop(); i++ {
+		a := &as[order[i%len(order)]]
+		a.uploaded += 100
+		a.known, a.prevUp = true, a.uploaded-100
+		l.update(a, &last, count)
+	}
+}
