@@ -189,6 +189,7 @@ type swarmStore interface {
 // announce, and a sample shows the latency as well.
 type TimedSwarms struct {
 	store                    swarmStore
+	warmer                   cache.Warmer // store, when it is one
 	announceTime, scrapeTime prometheus.Observer
 	announceErrs, scrapeErrs prometheus.Counter
 	announces, scrapes       atomic.Uint32
@@ -218,8 +219,10 @@ func observeSince(o prometheus.Observer, start time.Time) {
 // chihaya_cache_errors_total and, sampled, in
 // chihaya_cache_duration_seconds.
 func (m *Metrics) TimeSwarms(s swarmStore) *TimedSwarms {
+	w, _ := s.(cache.Warmer)
 	return &TimedSwarms{
 		store:        s,
+		warmer:       w,
 		announceTime: m.cacheLatency.WithLabelValues("announce"),
 		scrapeTime:   m.cacheLatency.WithLabelValues("scrape"),
 		announceErrs: m.cacheErrors.WithLabelValues("announce"),
@@ -236,6 +239,14 @@ func (t *TimedSwarms) Announce(ctx context.Context, a *cache.Announce, r *cache.
 		t.announceErrs.Inc()
 	}
 	return err
+}
+
+// Warm passes the hint on to the store when it takes one; it is neither
+// counted nor timed, as it answers nothing.
+func (t *TimedSwarms) Warm(hashes []bittorrent.InfoHash) {
+	if t.warmer != nil {
+		t.warmer.Warm(hashes)
+	}
 }
 
 // Scrape times the store's Scrape.

@@ -93,3 +93,25 @@ func TestTimedSwarmsCountsAllTimesSome(t *testing.T) {
 		}
 	}
 }
+
+// warmingSwarms records the hints it is given.
+type warmingSwarms struct {
+	failingSwarms
+	hinted []bittorrent.InfoHash
+}
+
+func (w *warmingSwarms) Warm(hashes []bittorrent.InfoHash) { w.hinted = append(w.hinted, hashes...) }
+
+// The timing wrapper passes hints on to a store that takes them, so that
+// wrapping the memory store does not cost it the UDP batch's head start,
+// and drops them for one that does not.
+func TestTimedSwarmsPassesHintsOn(t *testing.T) {
+	m := New("test")
+	store := &warmingSwarms{}
+	hashes := []bittorrent.InfoHash{{1}, {2}}
+	m.TimeSwarms(store).Warm(hashes)
+	if len(store.hinted) != 2 || store.hinted[0] != hashes[0] || store.hinted[1] != hashes[1] {
+		t.Fatalf("store hinted %v, want %v", store.hinted, hashes)
+	}
+	m.TimeSwarms(failingSwarms{}).Warm(hashes) // must not panic
+}

@@ -60,6 +60,8 @@ type Config struct {
 type Tracker struct {
 	cfg    atomic.Pointer[Config]
 	swarms Swarms
+	// warmer is swarms when it takes hints of coming announces.
+	warmer cache.Warmer
 	// hashes is the open tracker's allow or deny list; nil: none.
 	hashes atomic.Pointer[HashList]
 	// interval and jitter are the configured values until a site
@@ -89,8 +91,17 @@ func New(cfg Config, swarms Swarms) *Tracker {
 		swarms:  swarms,
 		scratch: sync.Pool{New: func() any { return new(scratch) }},
 	}
+	t.warmer, _ = swarms.(cache.Warmer)
 	t.Reconfigure(cfg)
 	return t
+}
+
+// Warm passes a frontend's hint that announces for hashes are coming on
+// to the swarm store, when it takes one; see cache.Warmer.
+func (t *Tracker) Warm(hashes []bittorrent.InfoHash) {
+	if t.warmer != nil {
+		t.warmer.Warm(hashes)
+	}
 }
 
 // Reconfigure applies new settings; the swarms are untouched. The interval

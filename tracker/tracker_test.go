@@ -228,3 +228,27 @@ func TestOpenTrackerStoresNoTotals(t *testing.T) {
 		t.Errorf("cache got %+v", seen.last)
 	}
 }
+
+// hintedStore is a swarm store that records the hints it is given.
+type hintedStore struct {
+	Swarms
+	hinted []bittorrent.InfoHash
+}
+
+func (s *hintedStore) Warm(hashes []bittorrent.InfoHash) { s.hinted = append(s.hinted, hashes...) }
+
+// A frontend's hint reaches a store that takes hints; one that does not is
+// left alone.
+func TestWarmReachesTheStore(t *testing.T) {
+	store := &hintedStore{Swarms: newTracker(t, testConfig).swarms}
+	hashes := []bittorrent.InfoHash{{1}, {2}}
+	New(testConfig, store).Warm(hashes)
+	if len(store.hinted) != 2 || store.hinted[0] != hashes[0] || store.hinted[1] != hashes[1] {
+		t.Fatalf("store hinted %v, want %v", store.hinted, hashes)
+	}
+	New(testConfig, store.Swarms.(cache.Store)).Warm(hashes) // the memory store: must not panic
+	New(testConfig, struct{ Swarms }{store}).Warm(hashes)    // no Warm: dropped
+	if len(store.hinted) != 2 {
+		t.Fatalf("a store without Warm was hinted through its wrapper: %v", store.hinted)
+	}
+}

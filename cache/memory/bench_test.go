@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/chihaya/chihaya/bittorrent"
 	"github.com/chihaya/chihaya/cache"
 	"github.com/chihaya/chihaya/cache/cachetest"
 )
@@ -39,6 +40,49 @@ func BenchmarkAnnounce(b *testing.B) {
 func BenchmarkAnnounceParallel(b *testing.B) {
 	s := openBench(b)
 	cachetest.BenchmarkAnnounceParallel(b, s, cachetest.Populate(b, s, 1000, 50, 1), 1)
+}
+
+// BenchmarkAnnounceBatch is BenchmarkAnnounce on the UDP benchmark's
+// model (10,000 swarms of 20) in batches of 32, as the UDP frontend
+// answers a full read: "warmed" hands each batch's hashes to Warm first,
+// as the frontend does, "cold" does not. ns/op is per announce, Warm
+// included.
+func BenchmarkAnnounceBatch(b *testing.B) {
+	for _, warm := range []bool{true, false} {
+		name := "cold"
+		if warm {
+			name = "warmed"
+		}
+		b.Run(name, func(b *testing.B) {
+			s := openBench(b)
+			announces := cachetest.Populate(b, s, 10000, 20, 1)
+			const batch = 32
+			hashes := make([]bittorrent.InfoHash, batch)
+			r := cache.Result{Peers4: make([]bittorrent.Peer, 0, 50)}
+			ctx := context.Background()
+			b.ReportAllocs()
+			b.ResetTimer()
+			i := 0
+			for b.Loop() {
+				if i%batch == 0 {
+					if i+batch > len(announces) {
+						i = 0
+					}
+					if warm {
+						for j := range hashes {
+							hashes[j] = announces[i+j].InfoHash
+						}
+						s.(cache.Warmer).Warm(hashes)
+					}
+				}
+				r.Peers4 = r.Peers4[:0]
+				if err := s.Announce(ctx, &announces[i], &r); err != nil {
+					b.Fatal(err)
+				}
+				i++
+			}
+		})
+	}
 }
 
 // BenchmarkScrape measures a scrape of ten known swarms.

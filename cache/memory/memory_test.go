@@ -565,3 +565,37 @@ func TestWalkListsEverySwarm(t *testing.T) {
 		t.Fatalf("walked %d expired swarms", n)
 	}
 }
+
+// Warm is a hint only: it creates no swarm, changes no count, and may run
+// beside announces that create and delete the swarms it reads (the race
+// detector checks that it holds the locks it must).
+func TestWarmIsOnlyAHint(t *testing.T) {
+	s, _ := openTest(t, `{"shards": 4}`)
+	known, unknown := hash(1), hash(2)
+	for n := range 30 {
+		announce(t, s, known, n, bittorrent.None)
+	}
+	s.Warm([]bittorrent.InfoHash{known, unknown})
+	got, err := s.Scrape(context.Background(), []bittorrent.InfoHash{known, unknown}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 1 || got[0].InfoHash != known || got[0].Incomplete != 30 {
+		t.Fatalf("after Warm, scrape = %+v; want only the known swarm, its 30 peers unchanged", got)
+	}
+
+	churn := []bittorrent.InfoHash{hash(3), hash(4), hash(5), hash(6)}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for range 2000 {
+			s.Warm(churn)
+		}
+	}()
+	for i := range 2000 {
+		h := churn[i%len(churn)]
+		announce(t, s, h, i, bittorrent.Started)
+		announce(t, s, h, i, bittorrent.Stopped)
+	}
+	<-done
+}

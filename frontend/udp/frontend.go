@@ -68,6 +68,8 @@ type Frontend struct {
 	log     *slog.Logger
 	// badRequests is the tracker, when it counts bad requests.
 	badRequests badRequestCounter
+	// warmer is the tracker, when it takes hints of coming announces.
+	warmer warmer
 
 	sock *socket
 	wg   sync.WaitGroup
@@ -80,6 +82,7 @@ func New(t Tracker, cfg Config, log *slog.Logger) *Frontend {
 	}
 	f := &Frontend{tracker: t, cfg: cfg, ids: newConnIDs(cfg.ConnIDKey, cfg.ConnIDLifetime), log: log}
 	f.badRequests, _ = t.(badRequestCounter)
+	f.warmer, _ = t.(warmer)
 	return f
 }
 
@@ -188,6 +191,8 @@ type worker struct {
 	scrape   bittorrent.ScrapeRequest
 	files    bittorrent.ScrapeResponse
 	asked    []bittorrent.InfoHash
+	// coming holds the info hashes of a batch's announces; see warm.
+	coming []bittorrent.InfoHash
 	// now is when the packet in hand began to be handled. In a batch it
 	// is the previous packet's end, which observe read anyway: clock
 	// reads were a twentieth of an announce's time in profiles.
@@ -219,6 +224,7 @@ func (f *Frontend) serve(b *batch) {
 			continue
 		}
 		w.now = f.cfg.Now()
+		f.warm(w, b, n)
 		for i := range n {
 			p, from := b.packet(i)
 			if len(p) > maxPacket {
@@ -235,6 +241,30 @@ func (f *Frontend) serve(b *batch) {
 			f.log.Debug("udp write failed", "err", err)
 		}
 	}
+}
+
+// warmer is a Tracker that takes a hint of the announces to come
+// (tracker.Tracker); see cache.Warmer.
+type warmer interface {
+	Warm(hashes []bittorrent.InfoHash)
+}
+
+// warm hands the info hashes of the batch's announces to the tracker
+// before any is answered, so that their swarms are fetched from memory
+// together. The packets are not checked yet: a hint for a forged or
+// malformed one only reads memory.
+func (f *Frontend) warm(w *worker, b *batch, n int) {
+	if f.warmer == nil {
+		return
+	}
+	w.coming = w.coming[:0]
+	for i := range n {
+		p, _ := b.packet(i)
+		if len(p) >= announceLen && binary.BigEndian.Uint32(p[8:]) == actionAnnounce {
+			w.coming = append(w.coming, bittorrent.InfoHash(p[16:36]))
+		}
+	}
+	f.warmer.Warm(w.coming)
 }
 
 func isClosed(err error) bool {

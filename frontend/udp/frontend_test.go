@@ -10,6 +10,7 @@ import (
 	"net/netip"
 	"runtime"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -526,6 +527,92 @@ func TestListenerManyInFlight(t *testing.T) {
 			defer cancel()
 			if err := h.fe.Shutdown(ctx); err != nil {
 				t.Fatalf("shutdown: %v", err)
+			}
+		})
+	}
+}
+
+// hintedTracker records the hints and the announces a frontend hands it.
+type hintedTracker struct {
+	*tracker.Tracker
+	mu sync.Mutex
+	// hinted is every hash Warm was given; unhinted the announces that
+	// came before a hint of their hash.
+	hinted   map[bittorrent.InfoHash]bool
+	unhinted []bittorrent.InfoHash
+}
+
+func (h *hintedTracker) Warm(hashes []bittorrent.InfoHash) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	for _, x := range hashes {
+		h.hinted[x] = true
+	}
+	h.Tracker.Warm(hashes)
+}
+
+func (h *hintedTracker) Announce(ctx context.Context, req *bittorrent.AnnounceRequest, resp *bittorrent.AnnounceResponse) error {
+	h.mu.Lock()
+	if !h.hinted[req.InfoHash] {
+		h.unhinted = append(h.unhinted, req.InfoHash)
+	}
+	h.mu.Unlock()
+	return h.Tracker.Announce(ctx, req, resp)
+}
+
+// The listener hands the info hashes of each read's announces to the
+// tracker before it answers any of them, and only those: a connect or a
+// scrape is no announce, and its bytes are no info hash.
+func TestListenerHintsAnnounces(t *testing.T) {
+	for _, mode := range readerModes {
+		t.Run(mode.name, func(t *testing.T) {
+			h := newHarness(t, Config{Addr: "127.0.0.1:0", Readers: mode.readers(), Batch: 8})
+			ht := &hintedTracker{Tracker: h.fe.tracker.(*tracker.Tracker), hinted: map[bittorrent.InfoHash]bool{}}
+			fe := New(ht, h.fe.cfg, slog.New(slog.DiscardHandler))
+			fe.cfg.Now = time.Now
+			local, err := fe.ListenAndServe()
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer fe.Shutdown(context.Background())
+			conn, err := net.DialUDP("udp", nil, local.(*net.UDPAddr))
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer conn.Close()
+			conn.SetDeadline(time.Now().Add(5 * time.Second))
+			buf := make([]byte, 2048)
+			if _, err := conn.Write(connectPacket(1)); err != nil {
+				t.Fatal(err)
+			}
+			n, err := conn.Read(buf)
+			if err != nil || n != connectRespLen {
+				t.Fatalf("connect: %d bytes, %v", n, err)
+			}
+			id := binary.BigEndian.Uint64(buf[8:])
+			// Sent back to back, so that reads hold several.
+			const torrents = 20
+			for i := range torrents {
+				a := announceArgs{connID: id, txID: uint32(i), hash: fmt.Sprint("hinted-", i), peer: "p", port: 6881, numWant: -1}
+				if _, err := conn.Write(a.packet()); err != nil {
+					t.Fatal(err)
+				}
+			}
+			for range torrents {
+				if _, err := conn.Read(buf); err != nil {
+					t.Fatal(err)
+				}
+				if binary.BigEndian.Uint32(buf) != actionAnnounce {
+					t.Fatalf("answer %x, want an announce's", buf[:16])
+				}
+			}
+			ht.mu.Lock()
+			defer ht.mu.Unlock()
+			if len(ht.unhinted) > 0 {
+				t.Fatalf("announces answered before their hint: %q", ht.unhinted)
+			}
+			if len(ht.hinted) != torrents {
+				t.Fatalf("%d hashes hinted, want the %d announced: %v", len(ht.hinted), torrents, ht.hinted)
 			}
 		})
 	}
