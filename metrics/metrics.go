@@ -117,14 +117,32 @@ func (o *Observer) Observe(action string, err error, took time.Duration) {
 	if o == nil {
 		return
 	}
-	h, ok := o.hot[action]
-	if !ok {
-		h = observed{
-			ok:       o.m.requests.WithLabelValues(o.protocol, action, "ok"),
-			duration: o.m.duration.WithLabelValues(o.protocol, action),
-		}
-	}
+	h := o.collectors(action)
 	h.duration.Observe(took.Seconds())
+	o.count(h, action, err)
+}
+
+// Count records a request that was not timed, as Observe does otherwise:
+// a frontend that times only a sample of its requests (UDP) counts the
+// rest here.
+func (o *Observer) Count(action string, err error) {
+	if o == nil {
+		return
+	}
+	o.count(o.collectors(action), action, err)
+}
+
+func (o *Observer) collectors(action string) observed {
+	if h, ok := o.hot[action]; ok {
+		return h
+	}
+	return observed{
+		ok:       o.m.requests.WithLabelValues(o.protocol, action, "ok"),
+		duration: o.m.duration.WithLabelValues(o.protocol, action),
+	}
+}
+
+func (o *Observer) count(h observed, action string, err error) {
 	switch {
 	case action == "scrape":
 		o.m.scrapes.Add(1)

@@ -115,3 +115,25 @@ func TestTimedSwarmsPassesHintsOn(t *testing.T) {
 	}
 	m.TimeSwarms(failingSwarms{}).Warm(hashes) // must not panic
 }
+
+// Count records a request as Observe does, without a duration.
+func TestObserverCountLeavesDurationsAlone(t *testing.T) {
+	m := New("test")
+	o := m.Observer("udp")
+	o.Observe("announce", nil, time.Millisecond)
+	o.Count("announce", nil)
+	o.Count("announce", bittorrent.ClientError("invalid info hash"))
+	if got := testutil.ToFloat64(m.requests.WithLabelValues("udp", "announce", "ok")); got != 2 {
+		t.Errorf("ok announces = %v, want 2", got)
+	}
+	if got := testutil.ToFloat64(m.requests.WithLabelValues("udp", "announce", "refused")); got != 1 {
+		t.Errorf("refused announces = %v, want 1", got)
+	}
+	var d dto.Metric
+	if err := m.duration.WithLabelValues("udp", "announce").(prometheus.Histogram).Write(&d); err != nil {
+		t.Fatal(err)
+	}
+	if got := d.GetHistogram().GetSampleCount(); got != 1 {
+		t.Errorf("announce timings = %d, want the 1 observed", got)
+	}
+}

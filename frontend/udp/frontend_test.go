@@ -532,6 +532,30 @@ func TestListenerManyInFlight(t *testing.T) {
 	}
 }
 
+// countingObserver records how many requests it was told of, and how many
+// of them were timed.
+type countingObserver struct{ timed, counted int }
+
+func (o *countingObserver) Observe(string, error, time.Duration) { o.timed++ }
+func (o *countingObserver) Count(string, error)                  { o.counted++ }
+
+// Every request is reported, and the first of every timingSample is timed:
+// the request counters stay exact while the clock is read for a sample.
+func TestObserverTimesASample(t *testing.T) {
+	obs := &countingObserver{}
+	h := newHarness(t, Config{Observer: obs})
+	from := netip.MustParseAddrPort("10.0.0.1:6881")
+	const requests = 2*timingSample + 1
+	for i := range requests {
+		if out := h.send(connectPacket(uint32(i)), from); len(out) != connectRespLen {
+			t.Fatalf("connect %d answered %x", i, out)
+		}
+	}
+	if obs.timed+obs.counted != requests || obs.timed != 3 {
+		t.Fatalf("%d requests timed and %d counted; want all %d reported, 3 of them timed", obs.timed, obs.counted, requests)
+	}
+}
+
 // hintedTracker records the hints and the announces a frontend hands it.
 type hintedTracker struct {
 	*tracker.Tracker
