@@ -60,6 +60,7 @@ func (r *batchRig) round(t testing.TB) {
 		if err != nil {
 			t.Fatal(err)
 		}
+		r.h.w.now = r.h.fe.cfg.Now()
 		for i := range n {
 			p, from := r.b.packet(i)
 			r.h.w.out = r.b.answerBuf()

@@ -243,7 +243,7 @@ func (f *Frontend) serve(b *batch) {
 			// The answer is built straight into the batch's
 			// buffer for it.
 			w.out = b.answerBuf()
-			if out := f.handleAt(ctx, w, p, from); out != nil {
+			if out := f.handle(ctx, w, p, from); out != nil {
 				b.answer(i, out)
 			}
 		}
@@ -270,8 +270,8 @@ func (f *Frontend) warm(w *worker, b *batch, n int) {
 	w.coming = w.coming[:0]
 	for i := range n {
 		p, _ := b.packet(i)
-		if len(p) >= announceLen && binary.BigEndian.Uint32(p[8:]) == actionAnnounce {
-			w.coming = append(w.coming, bittorrent.InfoHash(p[16:36]))
+		if h, ok := announcedHash(p); ok {
+			w.coming = append(w.coming, h)
 		}
 	}
 	f.warmer.Warm(w.coming)
@@ -281,26 +281,15 @@ func isClosed(err error) bool {
 	return errors.Is(err, net.ErrClosed)
 }
 
-// handle answers one packet from `from`, read at the clock's present time;
+// handle answers one packet from `from` of a batch that arrived at w.now;
 // nil means no answer. The answer is built in w.out and is valid until the
 // next call with w.
 func (f *Frontend) handle(ctx context.Context, w *worker, p []byte, from netip.AddrPort) []byte {
-	w.now = f.cfg.Now()
-	return f.handleAt(ctx, w, p, from)
-}
-
-// handleAt is handle for a packet of a batch that arrived at w.now.
-func (f *Frontend) handleAt(ctx context.Context, w *worker, p []byte, from netip.AddrPort) []byte {
 	w.timed = w.handled%timingSample == 0
 	w.handled++
 	if w.timed {
 		w.now = f.cfg.Now()
 	}
-	return f.respond(ctx, w, p, from)
-}
-
-// respond answers the packet in hand, at w.now.
-func (f *Frontend) respond(ctx context.Context, w *worker, p []byte, from netip.AddrPort) []byte {
 	if len(p) < headerLen {
 		// Too short to carry a transaction ID to answer with.
 		return nil

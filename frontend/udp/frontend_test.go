@@ -59,9 +59,17 @@ func newHarness(t testing.TB, cfg Config) *harness {
 	return &harness{fe: New(tr, cfg, slog.New(slog.DiscardHandler)), clock: c, w: newWorker()}
 }
 
+// handle hands one packet to the frontend as a batch of its own, arrived
+// at the clock's present time, and returns the answer (valid until the
+// next call).
+func (h *harness) handle(p []byte, from netip.AddrPort) []byte {
+	h.w.now = h.fe.cfg.Now()
+	return h.fe.handle(context.Background(), h.w, p, from)
+}
+
 // send hands one packet to the frontend and returns a copy of the answer.
 func (h *harness) send(p []byte, from netip.AddrPort) []byte {
-	out := h.fe.handle(context.Background(), h.w, p, from)
+	out := h.handle(p, from)
 	if out == nil {
 		return nil
 	}
@@ -656,7 +664,7 @@ func FuzzHandle(f *testing.F) {
 		if len(p) > maxPacket {
 			return
 		}
-		out := h.fe.handle(context.Background(), h.w, p, from)
+		out := h.handle(p, from)
 		if len(out) > len(p) && binary.BigEndian.Uint32(out) != actionConnect {
 			t.Fatalf("answered %d bytes to a %d-byte packet from an unverified address", len(out), len(p))
 		}
@@ -676,7 +684,7 @@ func FuzzParseAnnounce(f *testing.F) {
 		if len(p) > maxPacket {
 			return
 		}
-		out := h.fe.handle(context.Background(), h.w, p, seederAddr)
+		out := h.handle(p, seederAddr)
 		switch binary.BigEndian.Uint32(out) {
 		case actionAnnounce, actionError:
 		default:
@@ -699,11 +707,10 @@ func BenchmarkAnnounce(b *testing.B) {
 		packets[i] = a.packet()
 		h.send(packets[i], froms[i])
 	}
-	ctx := context.Background()
 	b.ReportAllocs()
 	b.ResetTimer()
 	for i := 0; b.Loop(); i++ {
-		if out := h.fe.handle(ctx, h.w, packets[i%swarm], froms[i%swarm]); len(out) < 20 {
+		if out := h.handle(packets[i%swarm], froms[i%swarm]); len(out) < 20 {
 			b.Fatalf("answer %x", out)
 		}
 	}
@@ -713,9 +720,8 @@ func BenchmarkAnnounce(b *testing.B) {
 func BenchmarkConnect(b *testing.B) {
 	h := newHarness(b, Config{})
 	p := connectPacket(1)
-	ctx := context.Background()
 	b.ReportAllocs()
 	for b.Loop() {
-		h.fe.handle(ctx, h.w, p, seederAddr)
+		h.handle(p, seederAddr)
 	}
 }

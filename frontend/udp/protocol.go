@@ -47,6 +47,15 @@ func parseHeader(p []byte) header {
 	}
 }
 
+// announcedHash returns the info hash of an announce packet; false for any
+// other packet, or one too short to be an announce.
+func announcedHash(p []byte) (bittorrent.InfoHash, bool) {
+	if len(p) < announceLen || parseHeader(p).action != actionAnnounce {
+		return bittorrent.InfoHash{}, false
+	}
+	return bittorrent.InfoHash(p[16:36]), true
+}
+
 // udpEvents maps BEP 15's event numbers to events.
 var udpEvents = [...]bittorrent.Event{0: bittorrent.None, 1: bittorrent.Completed, 2: bittorrent.Started, 3: bittorrent.Stopped}
 
