@@ -419,17 +419,29 @@ func TestCommitUncertain(t *testing.T) {
 }
 
 // resolveCommit asks the server what became of a transaction whose COMMIT
-// got no answer.
+// got no answer: by its id alone (marker 0), or, with a write marker, by
+// the marker, since after a crash of the server the id of a transaction
+// that never reached the WAL can be handed to another, which commits.
 func TestResolveCommit(t *testing.T) {
 	RequirePostgres(t)
 	db := NewTestDB(t, BaseDSN(), true, false)
 	s := db.Open(t, map[string]any{"timeout": "1s"})
 	lost := errors.New("connection lost during COMMIT")
-	if err := s.resolveCommit(ctx, "test", finishedTx(t, db, true, 0), 0, lost); err != nil {
-		t.Errorf("committed transaction: %v, want success", err)
+	for _, c := range []struct {
+		name                string
+		committed, rollback int64 // the markers written, 0: none
+	}{{"by id", 0, 0}, {"by marker", 11, 12}} {
+		if err := s.resolveCommit(ctx, "test", finishedTx(t, db, true, c.committed), c.committed, lost); err != nil {
+			t.Errorf("%s: committed transaction: %v, want success", c.name, err)
+		}
+		if err := s.resolveCommit(ctx, "test", finishedTx(t, db, false, c.rollback), c.rollback, lost); !errors.Is(err, lost) {
+			t.Errorf("%s: rolled back transaction: %v, want the commit error", c.name, err)
+		}
 	}
-	if err := s.resolveCommit(ctx, "test", finishedTx(t, db, false, 0), 0, lost); !errors.Is(err, lost) {
-		t.Errorf("rolled back transaction: %v, want the commit error", err)
+	// The id is of a committed transaction, but not the one that
+	// carried marker 13: the batch was not written.
+	if err := s.resolveCommit(ctx, "test", finishedTx(t, db, true, 14), 13, lost); !errors.Is(err, lost) {
+		t.Errorf("reused transaction id: %v, want the commit error", err)
 	}
 	// A transaction still open stays "in progress" until the timeout.
 	tx, err := db.Admin.Begin(ctx)
@@ -447,27 +459,6 @@ func TestResolveCommit(t *testing.T) {
 	}
 	if d := time.Since(start); d < 900*time.Millisecond || d > 3*time.Second {
 		t.Errorf("gave up after %v, want the 1s timeout", d)
-	}
-}
-
-// With a write marker the marker decides, not the transaction id: after a
-// crash of the server the id of a transaction that never reached the WAL
-// can be handed to another, which commits.
-func TestResolveCommitByMarker(t *testing.T) {
-	RequirePostgres(t)
-	db := NewTestDB(t, BaseDSN(), true, false)
-	s := db.Open(t, map[string]any{"timeout": "1s"})
-	lost := errors.New("connection lost during COMMIT")
-	if err := s.resolveCommit(ctx, "test", finishedTx(t, db, true, 11), 11, lost); err != nil {
-		t.Errorf("committed write: %v, want success", err)
-	}
-	if err := s.resolveCommit(ctx, "test", finishedTx(t, db, false, 12), 12, lost); !errors.Is(err, lost) {
-		t.Errorf("rolled back write: %v, want the commit error", err)
-	}
-	// The id is of a committed transaction, but not the one that
-	// carried marker 13: the batch was not written.
-	if err := s.resolveCommit(ctx, "test", finishedTx(t, db, true, 14), 13, lost); !errors.Is(err, lost) {
-		t.Errorf("reused transaction id: %v, want the commit error", err)
 	}
 }
 
