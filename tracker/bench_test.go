@@ -30,7 +30,8 @@ func (discard) ExpireTokens(context.Context, []storage.Token) error         { re
 // turns in a shuffled order, as the load tool's do, so that each announce
 // finds its swarm as cold in the CPU's caches as on a real tracker; in
 // order, a swarm's 20 announces would share one fetch of its memory.
-func benchmarkAnnounce(b *testing.B, private bool) {
+func benchmarkAnnounce(b *testing.B, private, warm bool) {
+	const batch = 32
 	store, err := cache.Open("memory", nil, cache.Options{PeerLifetime: time.Hour})
 	if err != nil {
 		b.Fatal(err)
@@ -78,9 +79,19 @@ func benchmarkAnnounce(b *testing.B, private bool) {
 			b.Fatal(err)
 		}
 	}
+	var hashes []bittorrent.InfoHash
 	b.ReportAllocs()
 	b.ResetTimer()
 	for i := 0; b.Loop(); i++ {
+		if warm && i%batch == 0 {
+			// The next batch's hashes, as the UDP frontend gives
+			// them for a read of packets.
+			hashes = hashes[:0]
+			for j := i; j < i+batch; j++ {
+				hashes = append(hashes, reqs[order[j%len(order)]].InfoHash)
+			}
+			tr.Warm(hashes)
+		}
 		r := &reqs[order[i%len(order)]]
 		r.Uploaded += 100
 		resp.Reset()
@@ -91,9 +102,17 @@ func benchmarkAnnounce(b *testing.B, private bool) {
 }
 
 // BenchmarkAnnounceOpen and BenchmarkAnnouncePrivate run the same load
-// through the open and the private rules.
-func BenchmarkAnnounceOpen(b *testing.B)    { benchmarkAnnounce(b, false) }
-func BenchmarkAnnouncePrivate(b *testing.B) { benchmarkAnnounce(b, true) }
+// through the open and the private rules, one announce at a time.
+func BenchmarkAnnounceOpen(b *testing.B)    { benchmarkAnnounce(b, false, false) }
+func BenchmarkAnnouncePrivate(b *testing.B) { benchmarkAnnounce(b, true, false) }
+
+// BenchmarkAnnounceBatch runs them as the UDP frontend does: in batches of
+// 32 whose hashes are hinted first (Tracker.Warm), so that the cache misses
+// of a batch's swarms, registry entries and sessions overlap.
+func BenchmarkAnnounceBatch(b *testing.B) {
+	b.Run("open", func(b *testing.B) { benchmarkAnnounce(b, false, true) })
+	b.Run("private", func(b *testing.B) { benchmarkAnnounce(b, true, true) })
+}
 
 // BenchmarkLiveUpdate is the private rules' session step alone: peers of
 // 10,000 swarms of 20 re-announcing in a shuffled order, so that each

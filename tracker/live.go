@@ -111,13 +111,32 @@ type liveShard struct {
 type liveSwarm struct {
 	// index finds entries of peers by key once the swarm has more than
 	// indexAbove entries; nil below. A pointer rather than the table
-	// itself keeps the many small swarms at 48 bytes.
+	// itself keeps the many small swarms at one cache line, 64 bytes.
 	index *liveIndex
 	peers []livePeer
 	dirty int
 	// owner is the torrent's registry entry, whose live field points
 	// back here (both under the shard's lock).
 	owner *torrentEntry
+	// first and count follow peers (its first entry and length) for
+	// the batch hint, which reads them without the shard's lock; see
+	// published.
+	first atomic.Pointer[livePeer]
+	count atomic.Int32
+}
+
+// published brings first and count up to date after peers changed. Only
+// the hint reads them, so a join or leave pays two stores, and a stale
+// value costs a useless prefetch, never a wrong answer.
+func (sw *liveSwarm) published() {
+	var first *livePeer
+	if len(sw.peers) > 0 {
+		first = &sw.peers[0]
+	}
+	if sw.first.Load() != first {
+		sw.first.Store(first)
+	}
+	sw.count.Store(int32(len(sw.peers)))
 }
 
 // A swarm of up to indexAbove sessions is searched by a scan of its
@@ -242,8 +261,10 @@ func unixSeconds(t time.Time) uint32 { return uint32(t.Unix()) }
 // swarm finds a torrent's sessions, through its registry entry when it
 // has one (nil when the torrent has no live peer yet).
 func (sh *liveShard) swarm(torrentID uint32, owner *torrentEntry) *liveSwarm {
-	if owner != nil && owner.live != nil {
-		return owner.live
+	if owner != nil {
+		if sw := owner.live.Load(); sw != nil {
+			return sw
+		}
 	}
 	sw := sh.swarms[torrentID]
 	if sw != nil {
@@ -258,11 +279,11 @@ func (sh *liveShard) swarm(torrentID uint32, owner *torrentEntry) *liveSwarm {
 // finds it without a lookup; nil unlinks it.
 func (sw *liveSwarm) adopt(owner *torrentEntry) {
 	if sw.owner != nil {
-		sw.owner.live = nil
+		sw.owner.live.Store(nil)
 	}
 	sw.owner = owner
 	if owner != nil {
-		owner.live = sw
+		owner.live.Store(sw)
 	}
 }
 
@@ -291,6 +312,7 @@ func (sw *liveSwarm) add(key liveKey) int {
 		sw.peers = resizePeers(sw.peers)
 	}
 	sw.peers = append(sw.peers, livePeer{key: key})
+	sw.published()
 	i := len(sw.peers) - 1
 	switch {
 	case sw.index != nil && 4*len(sw.peers) <= 3*len(sw.index.cells):
@@ -341,6 +363,7 @@ func (sh *liveShard) remove(torrentID uint32, sw *liveSwarm, i int) {
 		// lose about a third more before it is copied again.
 		sw.peers = resizePeers(sw.peers)
 	}
+	sw.published()
 	if shrinkIndex {
 		sw.reindex()
 	}

@@ -79,6 +79,11 @@ func (f *liveFixture) check(torrent uint32, want map[liveKey]bool) {
 	if c := cap(sw.peers); c > max(8, 2*len(sw.peers)+1) {
 		f.t.Fatalf("a swarm of %d has room for %d", len(sw.peers), c)
 	}
+	// The batch hint follows the sessions where they are now: after a
+	// move to a larger or smaller slice it would ask for freed memory.
+	if first, n := sw.first.Load(), sw.count.Load(); first != &sw.peers[0] || int(n) != len(sw.peers) {
+		f.t.Fatalf("the hint names %d sessions at %p; the swarm has %d at %p", n, first, len(sw.peers), &sw.peers[0])
+	}
 	if sw.index != nil {
 		// Every slot in one cell, the table at most three quarters
 		// full and not left much emptier than a quarter.

@@ -83,8 +83,9 @@ type torrentEntry struct {
 	info atomic.Pointer[storage.Torrent]
 	row  torrentRow
 	// live is the torrent's sessions in the live table, nil when it
-	// has none; guarded by the table shard's lock.
-	live *liveSwarm
+	// has none. It changes under the table shard's lock; it is atomic
+	// so that a batch hint (Private.warm) can follow it without one.
+	live atomic.Pointer[liveSwarm]
 	// balance is raw uploaded minus downloaded since the tracker
 	// started; lastFlushed is when its counters last went to storage,
 	// in Unix seconds.

@@ -5,9 +5,11 @@ import (
 	"math"
 	"net/netip"
 	"time"
+	"unsafe"
 
 	"github.com/chihaya/chihaya/bittorrent"
 	"github.com/chihaya/chihaya/cache"
+	"github.com/chihaya/chihaya/internal/prefetch"
 	"github.com/chihaya/chihaya/storage"
 )
 
@@ -76,6 +78,59 @@ func (p *Private) admit(req *bittorrent.AnnounceRequest, a *cache.Announce, ad *
 		a.NumWant = 0
 	}
 	return nil
+}
+
+// warmChunk is how many torrents warm follows at once: the entries it
+// keeps on the stack while their lines arrive.
+const warmChunk = 32
+
+// warm is the private rules' part of a batch hint (Tracker.Warm): it asks
+// the CPU for the memory the announces for hashes will read, torrent by
+// torrent in three rounds: the registry entries, then each entry's
+// torrent and live swarm, then the first line of each of the swarm's
+// sessions, which is where find compares keys. Each round's misses overlap
+// one another; taken by the announces one at a time, each waits for the
+// one before. Only the registry lookups need a lock, one read lock for the
+// chunk; the rest follows atomic pointers and prefetches, which read
+// nothing (see package prefetch), so that no locked instruction orders
+// the loads between them.
+func (p *Private) warm(hashes []bittorrent.InfoHash) {
+	var entries [warmChunk]*torrentEntry
+	var swarms [warmChunk]*liveSwarm
+	for len(hashes) > 0 {
+		n := min(len(hashes), warmChunk)
+		p.mu.RLock()
+		for i, h := range hashes[:n] {
+			e := p.torrents[h]
+			entries[i] = e
+			if e != nil {
+				prefetch.Line(unsafe.Pointer(e))
+			}
+		}
+		p.mu.RUnlock()
+		for i, e := range entries[:n] {
+			swarms[i] = nil
+			if e == nil {
+				continue
+			}
+			prefetch.Line(unsafe.Pointer(e.info.Load()))
+			if sw := e.live.Load(); sw != nil {
+				prefetch.Line(unsafe.Pointer(sw))
+				swarms[i] = sw
+			}
+		}
+		for _, sw := range swarms[:n] {
+			// A big swarm is searched through its index, which
+			// reads one session, not the first few.
+			if sw == nil || sw.count.Load() > indexAbove {
+				continue
+			}
+			if first := sw.first.Load(); first != nil {
+				prefetch.Lines(unsafe.Pointer(first), int(sw.count.Load()), unsafe.Sizeof(livePeer{}))
+			}
+		}
+		hashes = hashes[n:]
+	}
 }
 
 func (p *Private) unregistered(d deletion, deleted bool) error {

@@ -604,3 +604,52 @@ func TestPrivateTorrentRowsCountTheSwarm(t *testing.T) {
 		t.Fatalf("torrent row %+v: want the swarm's 1 seeder and 1 leecher", row)
 	}
 }
+
+// A batch hint on a private tracker reads only: it registers nothing, starts
+// no session and changes no count, whatever it names (registered torrents
+// with and without peers, the second hash of a hybrid, unknown hashes,
+// more hashes than one round of it takes). Run with the race detector, the
+// second half checks that it takes no session memory from under announces
+// that create, grow, shrink and delete the same swarms.
+func TestPrivateWarmIsOnlyAHint(t *testing.T) {
+	e := newPrivateEnv(t)
+	for n := range 3 {
+		e.ok(ann{user: alice, hash: normalHash, peer: n, left: 10, event: bittorrent.Started})
+	}
+	hashes := []bittorrent.InfoHash{normalHash, freeHash, hybridV2}
+	for i := range 2 * warmChunk {
+		hashes = append(hashes, bittorrent.InfoHash{0xee, byte(i)})
+	}
+	e.tr.Warm(hashes)
+	var resp bittorrent.ScrapeResponse
+	if err := e.tr.Scrape(context.Background(), &bittorrent.ScrapeRequest{InfoHashes: []bittorrent.InfoHash{normalHash, freeHash}, Passkey: alice.Passkey}, &resp); err != nil {
+		t.Fatal(err)
+	}
+	if len(resp.Files) != 2 || resp.Files[0].Incomplete != 3 || resp.Files[1].Incomplete+resp.Files[1].Complete != 0 {
+		t.Fatalf("after the hint, scrape = %+v; want 3 leechers on the first torrent and none on the second", resp.Files)
+	}
+	if seeders, leechers := e.p.live.totals(); seeders != 0 || leechers != 3 {
+		t.Fatalf("after the hint, %d seeding and %d leeching sessions; want 0 and 3", seeders, leechers)
+	}
+
+	churn := []bittorrent.InfoHash{normalHash, freeHash, doubleHash}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for range 3000 {
+			e.tr.Warm(churn)
+		}
+	}()
+	for i := range 3000 {
+		h := churn[i%len(churn)]
+		// Up to 40 sessions a swarm, past the index threshold, then
+		// all of them gone.
+		peer := 10 + i%40
+		e.ok(ann{user: bob, hash: h, peer: peer, left: 10, event: bittorrent.Started})
+		if i%80 >= 40 {
+			e.ok(ann{user: bob, hash: h, peer: peer, left: 10, event: bittorrent.Stopped})
+			e.ok(ann{user: bob, hash: h, peer: 10 + (i+1)%40, left: 10, event: bittorrent.Stopped})
+		}
+	}
+	<-done
+}

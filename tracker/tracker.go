@@ -99,6 +99,9 @@ func New(cfg Config, swarms Swarms) *Tracker {
 // Warm passes a frontend's hint that announces for hashes are coming on
 // to the swarm store, when it takes one; see cache.Warmer.
 func (t *Tracker) Warm(hashes []bittorrent.InfoHash) {
+	if t.private != nil {
+		t.private.warm(hashes)
+	}
 	if t.warmer != nil {
 		t.warmer.Warm(hashes)
 	}

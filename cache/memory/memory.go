@@ -35,6 +35,7 @@ import (
 
 	"github.com/chihaya/chihaya/bittorrent"
 	"github.com/chihaya/chihaya/cache"
+	"github.com/chihaya/chihaya/internal/prefetch"
 )
 
 func init() {
@@ -74,9 +75,6 @@ type shardState struct {
 	swarms map[bittorrent.InfoHash]*swarm
 	// rng is used under mu only, so picking peers needs no other lock.
 	rng rand.PCG
-	// warmed receives what Warm read, so that the reads are not
-	// dropped as unused.
-	warmed uint64
 }
 
 // shard is a lock and the swarms it guards, padded to a cache line so that
@@ -249,28 +247,28 @@ func (st *store) Announce(_ context.Context, a *cache.Announce, r *cache.Result)
 	return nil
 }
 
-// warmLines is how much of a swarm's IPv4 records Warm reads, in cache
+// warmLines is how much of a swarm's IPv4 records Warm asks for, in cache
 // lines: all of a small swarm's, which an announce scans for the peer and
 // hands out, and a bounded part of a big one's, whose peer is found through
 // its index and whose answer is a few records from a random place.
 const warmLines = 16
 
-// Warm implements cache.Warmer. It reads each swarm's map entry, its state
-// and the start of its IPv4 records. Reading them for a whole batch first
-// lets the cache misses of different swarms overlap, where an announce
-// waits for its own one after another; BenchmarkAnnounceBatch measures
-// the difference.
+// Warm implements cache.Warmer. It looks up each swarm and asks the CPU for
+// its state and the start of its IPv4 records (package prefetch). Asking
+// for a whole batch first lets the cache misses of different swarms
+// overlap, where an announce waits for its own one after another;
+// BenchmarkAnnounceBatch measures the difference. Prefetches rather than
+// loads, because the shard's lock is a full barrier: loads would have to
+// arrive before the next swarm's lookup could start, prefetches need not.
 func (st *store) Warm(hashes []bittorrent.InfoHash) {
 	for i := range hashes {
 		sh := st.shard(hashes[i])
 		sh.mu.Lock()
 		if s := sh.swarms[hashes[i]]; s != nil {
-			sum := uint64(s.oldest)
-			b := s.v4.b[:min(len(s.v4.b), warmLines*cacheLine)]
-			for o := 0; o < len(b); o += cacheLine {
-				sum += uint64(b[o])
+			prefetch.Line(unsafe.Pointer(&s.oldest))
+			if b := s.v4.b; len(b) > 0 {
+				prefetch.Lines(unsafe.Pointer(&b[0]), min((len(b)+cacheLine-1)/cacheLine, warmLines), cacheLine)
 			}
-			sh.warmed += sum
 		}
 		sh.mu.Unlock()
 	}

@@ -1,0 +1,14 @@
+// Package prefetch asks the CPU to start loading memory that code is about
+// to read, without waiting for it.
+//
+// A plain load of cold memory stalls whatever depends on it; when a batch
+// of requests each need a few cold lines, asking for all of them first lets
+// the misses overlap instead of coming one after another. A prefetch reads
+// nothing the program can see: it cannot fault, needs no lock, and is no
+// data access to the race detector, so it may name memory that another
+// goroutine is changing or that has since been freed. It is only a hint;
+// on architectures without an implementation here it does nothing.
+package prefetch
+
+// LineSize is the cache line size the strides of Lines are meant in.
+const LineSize = 64
