@@ -116,7 +116,8 @@ type AnnounceRequest struct {
 	// client whose address changed.
 	Key uint32
 	// Passkey is the secret from /<passkey>/announce, empty on an open
-	// tracker URL.
+	// tracker URL. Frontends hand it over as a view of their request
+	// buffer: it is read during the Announce call and never kept.
 	Passkey string
 	// Source is the address the request came from, reported back as
 	// BEP 24's external ip.

@@ -397,7 +397,10 @@ func (f *Frontend) serveAnnounce(ctx context.Context, w *worker, p []byte, clien
 	if int(req.NumWant) > f.cfg.MaxNumWant {
 		req.NumWant = int32(f.cfg.MaxNumWant)
 	}
-	if err := f.tracker.Announce(ctx, req, resp); err != nil {
+	err = f.tracker.Announce(ctx, req, resp)
+	// The passkey is a view of the packet (passkeyFromPath).
+	req.Passkey = ""
+	if err != nil {
 		return nil, err
 	}
 	// numwant -1 takes the tracker's default, which may exceed what fits

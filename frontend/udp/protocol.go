@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"net/netip"
 	"time"
+	"unsafe"
 
 	"github.com/chihaya/chihaya/bittorrent"
 )
@@ -146,7 +147,10 @@ func urlData(p []byte) ([]byte, error) {
 }
 
 // passkeyFromPath returns the passkey of "/<passkey>/announce[?query]", or
-// "" for any other path.
+// "" for any other path. The passkey is a view of path, not a copy: a
+// private tracker's every announce carries one, and the tracker only looks
+// it up during the call (see bittorrent.AnnounceRequest.Passkey), so a copy
+// would be an allocation per packet for nothing.
 func passkeyFromPath(path []byte) string {
 	path, _, _ = bytes.Cut(path, []byte("?"))
 	rest, ok := bytes.CutPrefix(path, []byte("/"))
@@ -157,7 +161,7 @@ func passkeyFromPath(path []byte) string {
 	if !ok || string(action) != "announce" || len(passkey) == 0 {
 		return ""
 	}
-	return string(passkey)
+	return unsafe.String(&passkey[0], len(passkey))
 }
 
 // appendConnect appends a connect response.
