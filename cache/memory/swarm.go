@@ -352,7 +352,11 @@ func (l *list) pick(self int, downOnly bool, want int, rng *rand.PCG, dst []bitt
 	for range n {
 		if i != self {
 			r := l.b[i*stride : i*stride+stride]
-			p := bittorrent.Peer{}
+			// Filled in place: a Peer built apart and copied in
+			// was read back before its narrow stores had landed,
+			// a stall that was half of pick's time.
+			dst = append(dst, bittorrent.Peer{})
+			p := &dst[len(dst)-1]
 			if l.alen == 4 {
 				p.AddrPort = netip.AddrPortFrom(netip.AddrFrom4([4]byte(r[offAddr:])), binary.BigEndian.Uint16(r[port:]))
 			} else {
@@ -361,7 +365,6 @@ func (l *list) pick(self int, downOnly bool, want int, rng *rand.PCG, dst []bitt
 			if idAt >= 0 {
 				p.ID = bittorrent.PeerID(r[idAt:])
 			}
-			dst = append(dst, p)
 			if want--; want == 0 {
 				break
 			}
