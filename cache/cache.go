@@ -90,7 +90,9 @@ type Options struct {
 	// PeerLifetime is how long a peer stays in a swarm after its last
 	// announce.
 	PeerLifetime time.Duration
-	// Now is the clock; nil means time.Now. Tests inject their own.
+	// Now is the clock; nil means the system clock, which a driver may
+	// read through a coarser clock of its own (time.Now on every request
+	// costs). Tests inject their own.
 	Now func() time.Time
 	// Log receives what a driver reports on its own, outside any request
 	// (a snapshot loaded or ignored, say); nil discards it.
@@ -119,9 +121,6 @@ func Open(name string, config json.RawMessage, opts Options) (Store, error) {
 	driver, err := drivers.Lookup(name)
 	if err != nil {
 		return nil, err
-	}
-	if opts.Now == nil {
-		opts.Now = time.Now
 	}
 	return driver.Open(config, opts)
 }

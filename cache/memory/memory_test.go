@@ -599,3 +599,33 @@ func TestWarmIsOnlyAHint(t *testing.T) {
 	}
 	<-done
 }
+
+// With no clock of its own given, the store keeps one from the system's:
+// peers still expire once their lifetime has passed, the reaper aside.
+func TestSystemClockExpiresPeers(t *testing.T) {
+	s, err := driver{}.Open(json.RawMessage(`{"reap_interval": "1h"}`), cache.Options{PeerLifetime: time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	st := s.(*store)
+	h := hash(1)
+	announce(t, st, h, 1, bittorrent.Started)
+	if r := announce(t, st, h, 2, bittorrent.Started); r.Incomplete != 2 {
+		t.Fatalf("second peer sees %d leechers, want 2", r.Incomplete)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		got, err := st.Scrape(context.Background(), []bittorrent.InfoHash{h}, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(got) == 0 || got[0].Incomplete == 0 {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("peers of a 1 s lifetime still counted after 10 s: %+v", got)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
