@@ -76,10 +76,10 @@ type Store interface {
 }
 
 // Warmer is a Store that can fetch swarms' state into the CPU's caches
-// ahead of the announces that need it. A frontend that holds several
-// requests at once (a UDP batch) hands their info hashes over first: the
-// fetches then wait on memory together instead of one after another. It is
-// a hint only; a swarm may change or go before its announce.
+// ahead of the announces and scrapes that need it. A frontend that holds
+// several requests at once (a UDP batch) hands their info hashes over
+// first: the fetches then wait on memory together instead of one after
+// another. It is a hint only; a swarm may change or go before its request.
 type Warmer interface {
 	Warm(hashes []bittorrent.InfoHash)
 }

@@ -96,8 +96,9 @@ func New(cfg Config, swarms Swarms) *Tracker {
 	return t
 }
 
-// Warm passes a frontend's hint that announces for hashes are coming on
-// to the swarm store, when it takes one; see cache.Warmer.
+// Warm passes a frontend's hint that announces or scrapes for hashes are
+// coming on to the private rules (Private.warm) and to the swarm store,
+// when it takes one; see cache.Warmer.
 func (t *Tracker) Warm(hashes []bittorrent.InfoHash) {
 	if t.private != nil {
 		t.private.warm(hashes)

@@ -75,7 +75,7 @@ type Frontend struct {
 	log     *slog.Logger
 	// badRequests is the tracker, when it counts bad requests.
 	badRequests badRequestCounter
-	// warmer is the tracker, when it takes hints of coming announces.
+	// warmer is the tracker, when it takes hints of coming requests.
 	warmer warmer
 
 	sock *socket
@@ -198,7 +198,7 @@ type worker struct {
 	scrape   bittorrent.ScrapeRequest
 	files    bittorrent.ScrapeResponse
 	asked    []bittorrent.InfoHash
-	// coming holds the info hashes of a batch's announces; see warm.
+	// coming holds the info hashes of a batch's announces and scrapes; see warm.
 	coming []bittorrent.InfoHash
 	// now is the time the packet in hand is handled at: when its batch
 	// arrived, or when it began when it is a timed one.
@@ -253,16 +253,17 @@ func (f *Frontend) serve(b *batch) {
 	}
 }
 
-// warmer is a Tracker that takes a hint of the announces to come
+// warmer is a Tracker that takes a hint of the announces and scrapes to come
 // (tracker.Tracker); see cache.Warmer.
 type warmer interface {
 	Warm(hashes []bittorrent.InfoHash)
 }
 
-// warm hands the info hashes of the batch's announces to the tracker
-// before any is answered, so that their swarms are fetched from memory
-// together. The packets are not checked yet: a hint for a forged or
-// malformed one only reads memory.
+// warm hands the info hashes of the batch's announces and scrapes to the
+// tracker before any is answered, so that their swarms are fetched from
+// memory together. The packets are not checked yet: a hint for a forged or
+// malformed one only reads memory, and no more of a scrape's hashes are
+// hinted than it may ask about.
 func (f *Frontend) warm(w *worker, b *batch, n int) {
 	if f.warmer == nil {
 		return
@@ -272,6 +273,12 @@ func (f *Frontend) warm(w *worker, b *batch, n int) {
 		p, _ := b.packet(i)
 		if h, ok := announcedHash(p); ok {
 			w.coming = append(w.coming, h)
+			continue
+		}
+		hashes := scrapedHashes(p, f.cfg.MaxScrapeInfoHashes)
+		for len(hashes) > 0 {
+			w.coming = append(w.coming, bittorrent.InfoHash(hashes))
+			hashes = hashes[20:]
 		}
 	}
 	f.warmer.Warm(w.coming)

@@ -242,21 +242,24 @@ func TestNumWantCapAndIPField(t *testing.T) {
 	}
 }
 
+// scrapePacket is a scrape of the hashes, each padded to 20 bytes.
+func scrapePacket(connID uint64, txID uint32, hashes ...string) []byte {
+	p := binary.BigEndian.AppendUint64(nil, connID)
+	p = binary.BigEndian.AppendUint32(p, actionScrape)
+	p = binary.BigEndian.AppendUint32(p, txID)
+	for _, s := range hashes {
+		p = append(p, fmt.Sprintf("%-20s", s)...)
+	}
+	return p
+}
+
 func TestScrape(t *testing.T) {
 	h := newHarness(t, Config{MaxScrapeInfoHashes: 3})
 	a := announceArgs{txID: 1, hash: "hash-s", peer: "p1", port: 1, numWant: -1, event: 1}
 	a.connID = h.connect(t, seederAddr)
 	decodeAnnounce(t, h.send(a.packet(), seederAddr), 1, false)
 
-	scrape := func(connID uint64, hashes ...string) []byte {
-		p := binary.BigEndian.AppendUint64(nil, connID)
-		p = binary.BigEndian.AppendUint32(p, actionScrape)
-		p = binary.BigEndian.AppendUint32(p, 9)
-		for _, s := range hashes {
-			p = append(p, fmt.Sprintf("%-20s", s)...)
-		}
-		return p
-	}
+	scrape := func(connID uint64, hashes ...string) []byte { return scrapePacket(connID, 9, hashes...) }
 	connID := h.connect(t, leecherAddr)
 	out := h.send(scrape(connID, "unknown", "hash-s", "unknown"), leecherAddr)
 	if len(out) != 8+3*12 || binary.BigEndian.Uint32(out) != actionScrape {
@@ -568,8 +571,8 @@ func TestObserverTimesASample(t *testing.T) {
 type hintedTracker struct {
 	*tracker.Tracker
 	mu sync.Mutex
-	// hinted is every hash Warm was given; unhinted the announces that
-	// came before a hint of their hash.
+	// hinted is every hash Warm was given; unhinted the hashes of
+	// announces and scrapes that came before a hint of them.
 	hinted   map[bittorrent.InfoHash]bool
 	unhinted []bittorrent.InfoHash
 }
@@ -592,10 +595,21 @@ func (h *hintedTracker) Announce(ctx context.Context, req *bittorrent.AnnounceRe
 	return h.Tracker.Announce(ctx, req, resp)
 }
 
-// The listener hands the info hashes of each read's announces to the
-// tracker before it answers any of them, and only those: a connect or a
-// scrape is no announce, and its bytes are no info hash.
-func TestListenerHintsAnnounces(t *testing.T) {
+func (h *hintedTracker) Scrape(ctx context.Context, req *bittorrent.ScrapeRequest, resp *bittorrent.ScrapeResponse) error {
+	h.mu.Lock()
+	for _, x := range req.InfoHashes {
+		if !h.hinted[x] {
+			h.unhinted = append(h.unhinted, x)
+		}
+	}
+	h.mu.Unlock()
+	return h.Tracker.Scrape(ctx, req, resp)
+}
+
+// The listener hands the info hashes of each read's announces and scrapes
+// to the tracker before it answers any of them, and only those: a
+// connect's bytes are no info hash.
+func TestListenerHintsAnnouncesAndScrapes(t *testing.T) {
 	for _, mode := range readerModes {
 		t.Run(mode.name, func(t *testing.T) {
 			h := newHarness(t, Config{Addr: "127.0.0.1:0", Readers: mode.readers(), Batch: 8})
@@ -630,21 +644,27 @@ func TestListenerHintsAnnounces(t *testing.T) {
 					t.Fatal(err)
 				}
 			}
-			for range torrents {
+			const scrapes = 5
+			for i := range scrapes {
+				if _, err := conn.Write(scrapePacket(id, uint32(torrents+i), fmt.Sprint("scraped-", i, "a"), fmt.Sprint("scraped-", i, "b"))); err != nil {
+					t.Fatal(err)
+				}
+			}
+			for range torrents + scrapes {
 				if _, err := conn.Read(buf); err != nil {
 					t.Fatal(err)
 				}
-				if binary.BigEndian.Uint32(buf) != actionAnnounce {
-					t.Fatalf("answer %x, want an announce's", buf[:16])
+				if a := binary.BigEndian.Uint32(buf); a != actionAnnounce && a != actionScrape {
+					t.Fatalf("answer %x, want an announce's or a scrape's", buf[:16])
 				}
 			}
 			ht.mu.Lock()
 			defer ht.mu.Unlock()
 			if len(ht.unhinted) > 0 {
-				t.Fatalf("announces answered before their hint: %q", ht.unhinted)
+				t.Fatalf("requests answered before their hint: %q", ht.unhinted)
 			}
-			if len(ht.hinted) != torrents {
-				t.Fatalf("%d hashes hinted, want the %d announced: %v", len(ht.hinted), torrents, ht.hinted)
+			if want := torrents + 2*scrapes; len(ht.hinted) != want {
+				t.Fatalf("%d hashes hinted, want the %d announced and scraped: %v", len(ht.hinted), want, ht.hinted)
 			}
 		})
 	}

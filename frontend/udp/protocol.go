@@ -57,6 +57,16 @@ func announcedHash(p []byte) (bittorrent.InfoHash, bool) {
 	return bittorrent.InfoHash(p[16:36]), true
 }
 
+// scrapedHashes returns the info hashes of a scrape packet, at most max of
+// them, as 20-byte pieces of p; nil for any other packet.
+func scrapedHashes(p []byte, max int) []byte {
+	if len(p) < headerLen+20 || parseHeader(p).action != actionScrape {
+		return nil
+	}
+	body := p[headerLen:]
+	return body[:min(len(body)/20, max)*20]
+}
+
 // udpEvents maps BEP 15's event numbers to events.
 var udpEvents = [...]bittorrent.Event{0: bittorrent.None, 1: bittorrent.Completed, 2: bittorrent.Started, 3: bittorrent.Stopped}
 
