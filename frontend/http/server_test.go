@@ -592,11 +592,28 @@ func TestMaxInflightOverSocket(t *testing.T) {
 // A client that stops reading holds its connection only until the write
 // timeout.
 func TestWriteTimeout(t *testing.T) {
-	big := strings.Repeat("x", 32<<20)
+	// Several times what the server's send buffer grows to (tcp_wmem,
+	// 4 MiB by default), yet small enough to copy quickly under the race
+	// detector: the site's answer is buffered whole.
+	big := strings.Repeat("x", 16<<20)
 	site := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, big) })
 	fe, addr := serve(t, newTracker(t, tracker.Config{}), Config{Site: site, WriteTimeout: 200 * time.Millisecond, MaxConnections: 10})
 	c := dial(t, addr)
+	// A fixed receive buffer: hosts that let TCP grow one to 32 MiB
+	// (tcp_rmem) would otherwise take in the whole answer, and the
+	// server's writes would never stall.
+	if err := c.conn.(*net.TCPConn).SetReadBuffer(64 << 10); err != nil {
+		t.Fatal(err)
+	}
 	c.send(rawGet("/big", "HTTP/1.1"))
+	// The answer's first bytes: the server has the connection and is
+	// writing (before it counts the connection, none is active). The
+	// timeout is timed from here, not from the send: building the
+	// answer takes a while under the race detector on a busy machine.
+	_ = c.conn.SetReadDeadline(time.Now().Add(10 * time.Second))
+	if _, err := io.ReadFull(c.conn, make([]byte, 16)); err != nil {
+		t.Fatal(err)
+	}
 	waitFor(t, "the stalled connection to be closed", func() bool { return fe.conns.Active() == 0 })
 }
 
