@@ -120,13 +120,13 @@ func (p *Private) warm(hashes []bittorrent.InfoHash) {
 			}
 		}
 		for _, sw := range swarms[:n] {
-			// A big swarm is searched through its index, which
-			// reads one session, not the first few.
-			if sw == nil || sw.count.Load() > indexAbove {
+			if sw == nil {
 				continue
 			}
-			if first := sw.first.Load(); first != nil {
-				prefetch.Lines(unsafe.Pointer(first), int(sw.count.Load()), unsafe.Sizeof(livePeer{}))
+			// A big swarm is searched through its index, which
+			// reads one session, not the first few.
+			if count := int(sw.count.Load()); count <= indexAbove {
+				prefetch.Lines(unsafe.Pointer(sw.first.Load()), count, unsafe.Sizeof(livePeer{}))
 			}
 		}
 		hashes = hashes[n:]

@@ -60,7 +60,7 @@ type Config struct {
 type Tracker struct {
 	cfg    atomic.Pointer[Config]
 	swarms Swarms
-	// warmer is swarms when it takes hints of coming announces.
+	// warmer is swarms when it takes hints of coming requests.
 	warmer cache.Warmer
 	// hashes is the open tracker's allow or deny list; nil: none.
 	hashes atomic.Pointer[HashList]

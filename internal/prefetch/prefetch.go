@@ -10,5 +10,10 @@
 // on architectures without an implementation here it does nothing.
 package prefetch
 
+import "unsafe"
+
+// Line asks for the cache line that holds addr.
+func Line(addr unsafe.Pointer) { Lines(addr, 1, 0) }
+
 // LineSize is the cache line size the strides of Lines are meant in.
 const LineSize = 64

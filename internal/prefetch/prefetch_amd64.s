@@ -1,11 +1,5 @@
 #include "textflag.h"
 
-// func Line(addr unsafe.Pointer)
-TEXT ·Line(SB), NOSPLIT|NOFRAME, $0-8
-	MOVQ addr+0(FP), AX
-	PREFETCHT0 (AX)
-	RET
-
 // func Lines(addr unsafe.Pointer, n int, stride uintptr)
 TEXT ·Lines(SB), NOSPLIT|NOFRAME, $0-24
 	MOVQ addr+0(FP), AX

@@ -4,11 +4,6 @@ package prefetch
 
 import "unsafe"
 
-// Line asks for the cache line that holds addr.
-//
-//go:noescape
-func Line(addr unsafe.Pointer)
-
 // Lines asks for n cache lines, the first holding addr and each next one
 // stride bytes further.
 //

@@ -4,9 +4,6 @@ package prefetch
 
 import "unsafe"
 
-// Line asks for the cache line that holds addr; here it does nothing.
-func Line(addr unsafe.Pointer) {}
-
 // Lines asks for n cache lines, the first holding addr and each next one
 // stride bytes further; here it does nothing.
 func Lines(addr unsafe.Pointer, n int, stride uintptr) {}
