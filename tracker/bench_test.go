@@ -80,17 +80,20 @@ func benchmarkAnnounce(b *testing.B, private, warm bool) {
 		}
 	}
 	var hashes []bittorrent.InfoHash
+	var ids []bittorrent.PeerID
 	b.ReportAllocs()
 	b.ResetTimer()
 	for i := 0; b.Loop(); i++ {
 		if warm && i%batch == 0 {
-			// The next batch's hashes, as the UDP frontend gives
-			// them for a read of packets.
-			hashes = hashes[:0]
+			// The next batch's hashes and peer ids, as the UDP
+			// frontend gives them for a read of packets.
+			hashes, ids = hashes[:0], ids[:0]
 			for j := i; j < i+batch; j++ {
-				hashes = append(hashes, reqs[order[j%len(order)]].InfoHash)
+				r := &reqs[order[j%len(order)]]
+				hashes = append(hashes, r.InfoHash)
+				ids = append(ids, r.PeerID)
 			}
-			tr.Warm(hashes)
+			tr.Warm(hashes, ids)
 		}
 		r := &reqs[order[i%len(order)]]
 		r.Uploaded += 100

@@ -11,6 +11,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+	"unsafe"
 
 	"github.com/chihaya/chihaya/bittorrent"
 	"github.com/chihaya/chihaya/storage"
@@ -111,7 +112,8 @@ type liveShard struct {
 type liveSwarm struct {
 	// index finds entries of peers by key once the swarm has more than
 	// indexAbove entries; nil below. A pointer rather than the table
-	// itself keeps the many small swarms at one cache line, 64 bytes.
+	// itself keeps the swarm's fields at one cache line, 64 bytes, and
+	// its tags at a second.
 	index *liveIndex
 	peers []livePeer
 	dirty int
@@ -123,6 +125,50 @@ type liveSwarm struct {
 	// published.
 	first atomic.Pointer[livePeer]
 	count atomic.Int32
+	// tags holds a short hash of the peer id of each of the first
+	// indexAbove entries (tagOf), two to a word, so that a scan compares
+	// keys only where the tag matches: it reads this one line rather
+	// than the first line of every session. The batch hint, which knows
+	// the coming announces' peer ids but not their users, reads them
+	// too, to fetch only the session each announce will update; hence
+	// atomic words, written under the shard's lock and read without.
+	// They fill the swarm's second cache line.
+	tags [indexAbove / 2]atomic.Uint32
+}
+
+// tagOf is the tag of a peer id: the high bits of its hash as a key of
+// no user, which do not pick its cell in any index of fewer than 2^48
+// cells. A user's sessions on one torrent have different peer ids, so
+// leaving the user out costs a second key comparison only when two users'
+// peer ids share a tag.
+func tagOf(peer *bittorrent.PeerID) uint16 {
+	return uint16(liveHash(&liveKey{peer: *peer}) >> 48)
+}
+
+// tag returns entry i's tag; i < indexAbove.
+func (sw *liveSwarm) tag(i int) uint16 {
+	return uint16(sw.tags[i/2].Load() >> (16 * (i % 2)))
+}
+
+// setTag records the tag of entry i's key, when i is one a scan reads.
+func (sw *liveSwarm) setTag(i int) {
+	if i >= indexAbove {
+		return
+	}
+	w := &sw.tags[i/2]
+	shift := 16 * (i % 2)
+	w.Store(w.Load()&^(0xffff<<shift) | uint32(tagOf(&sw.peers[i].key.peer))<<shift)
+}
+
+// tagged returns the first of the first n entries, at least from, whose
+// tag is tag, or n when none is.
+func (sw *liveSwarm) tagged(tag uint16, from, n int) int {
+	for i := from; i < n; i++ {
+		if sw.tag(i) == tag {
+			return i
+		}
+	}
+	return n
 }
 
 // published brings first and count up to date after peers changed. Only
@@ -137,6 +183,22 @@ func (sw *liveSwarm) published() {
 		sw.first.Store(first)
 	}
 	sw.count.Store(int32(len(sw.peers)))
+}
+
+// hinted returns where the session of a peer with the id would lie, for
+// the batch hint to fetch: its offset from first, the swarm's first
+// session, for the first session whose tag matches; false for none (or a
+// big swarm's, which the index finds). It takes no lock, so first and the
+// count may be of different moments and the offset may lie past first's
+// slice; only a prefetch (prefetch.LinesFrom) may use it, which reads
+// nothing and cannot fault.
+func (sw *liveSwarm) hinted(peer *bittorrent.PeerID) (first *livePeer, offset uintptr, ok bool) {
+	first, count := sw.first.Load(), int(sw.count.Load())
+	if first == nil || count > indexAbove {
+		return nil, 0, false
+	}
+	j := sw.tagged(tagOf(peer), 0, count)
+	return first, uintptr(j) * unsafe.Sizeof(livePeer{}), j < count
 }
 
 // A swarm of up to indexAbove sessions is searched by a scan of its
@@ -296,9 +358,8 @@ func (sw *liveSwarm) find(key liveKey) (int, bool) {
 		}
 		return 0, false
 	}
-	for i := range sw.peers {
-		// The user first: it tells sessions apart nearly always, and
-		// the peer id is compared only when it does not.
+	tag, n := tagOf(&key.peer), len(sw.peers)
+	for i := sw.tagged(tag, 0, n); i < n; i = sw.tagged(tag, i+1, n) {
 		if k := &sw.peers[i].key; k.user == key.user && k.peer == key.peer {
 			return i, true
 		}
@@ -314,6 +375,7 @@ func (sw *liveSwarm) add(key liveKey) int {
 	sw.peers = append(sw.peers, livePeer{key: key})
 	sw.published()
 	i := len(sw.peers) - 1
+	sw.setTag(i)
 	switch {
 	case sw.index != nil && 4*len(sw.peers) <= 3*len(sw.index.cells):
 		sw.index.cells[sw.lookup(key)] = uint32(i + 1)
@@ -350,6 +412,7 @@ func (sh *liveShard) remove(torrentID uint32, sw *liveSwarm, i int) {
 	}
 	if i != last {
 		sw.peers[i] = sw.peers[last]
+		sw.setTag(i)
 	}
 	sw.peers[last] = livePeer{} // drop the user agent
 	sw.peers = sw.peers[:last]

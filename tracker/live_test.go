@@ -84,6 +84,26 @@ func (f *liveFixture) check(torrent uint32, want map[liveKey]bool) {
 	if first, n := sw.first.Load(), sw.count.Load(); first != &sw.peers[0] || int(n) != len(sw.peers) {
 		f.t.Fatalf("the hint names %d sessions at %p; the swarm has %d at %p", n, first, len(sw.peers), &sw.peers[0])
 	}
+	// The tags follow the entries a scan reads, and the hint names the
+	// first session with the peer's tag: the one it will update, unless
+	// an earlier one shares its tag.
+	for j := range min(len(sw.peers), indexAbove) {
+		k := &sw.peers[j].key
+		if got := sw.tag(j); got != tagOf(&k.peer) {
+			f.t.Fatalf("slot %d (%+v) is tagged %#x, want %#x", j, *k, got, tagOf(&k.peer))
+		}
+		first, off, ok := sw.hinted(&k.peer)
+		if len(sw.peers) > indexAbove {
+			if ok {
+				f.t.Fatalf("the hint scans the tags of a swarm of %d", len(sw.peers))
+			}
+			continue
+		}
+		h := int(off / unsafe.Sizeof(livePeer{}))
+		if !ok || first != &sw.peers[0] || h > j || sw.tag(h) != sw.tag(j) {
+			f.t.Fatalf("the hint for slot %d names slot %d (%v)", j, h, ok)
+		}
+	}
 	if sw.index != nil {
 		// Every slot in one cell, the table at most three quarters
 		// full and not left much emptier than a quarter.
@@ -163,6 +183,26 @@ func TestLiveSwarmGrowsAndShrinks(t *testing.T) {
 			t.Errorf("user %d counted %d sessions after all left", u, c)
 		}
 	}
+}
+
+// TestLiveSwarmSharedPeerID: two users whose clients chose the same peer
+// id share a tag; their sessions stay apart.
+func TestLiveSwarmSharedPeerID(t *testing.T) {
+	f := newLiveFixture(t)
+	const torrent = 4
+	want := map[liveKey]bool{}
+	for _, user := range []uint32{1, 2, 3} {
+		for n := range 5 {
+			f.announce(torrent, user, n, bittorrent.Started, "")
+			want[liveKey{user, livePeerID(n)}] = true
+			f.check(torrent, want)
+		}
+	}
+	if row := f.announce(torrent, 2, 3, bittorrent.Stopped, ""); row.UserID != 2 || row.PeerID != livePeerID(3) {
+		t.Fatalf("the stop of user 2's peer 3 ended %d's %q", row.UserID, row.PeerID)
+	}
+	delete(want, liveKey{2, livePeerID(3)})
+	f.check(torrent, want)
 }
 
 // TestLiveSwarmExpiresPastIndex lets most of a big swarm expire at once:

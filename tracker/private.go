@@ -87,14 +87,15 @@ const warmChunk = 32
 // warm is the private rules' part of a batch hint (Tracker.Warm): it asks
 // the CPU for the memory the announces for hashes will read, torrent by
 // torrent in three rounds: the registry entries, then each entry's
-// torrent and live swarm, then the first line of each of the swarm's
-// sessions, which is where find compares keys. Each round's misses overlap
+// torrent and live swarm with its tags, then the session whose tag
+// matches the announcing peer's id (peers[i], for hashes[i]), which is
+// the one its announce will find and update. Each round's misses overlap
 // one another; taken by the announces one at a time, each waits for the
 // one before. Only the registry lookups need a lock, one read lock for the
-// chunk; the rest follows atomic pointers and prefetches, which read
-// nothing (see package prefetch), so that no locked instruction orders
-// the loads between them.
-func (p *Private) warm(hashes []bittorrent.InfoHash) {
+// chunk; the rest follows atomic pointers and words and prefetches, which
+// read nothing (see package prefetch), so that no locked instruction
+// orders the loads between them.
+func (p *Private) warm(hashes []bittorrent.InfoHash, peers []bittorrent.PeerID) {
 	var entries [warmChunk]*torrentEntry
 	var swarms [warmChunk]*liveSwarm
 	for len(hashes) > 0 {
@@ -115,21 +116,21 @@ func (p *Private) warm(hashes []bittorrent.InfoHash) {
 			}
 			prefetch.Line(unsafe.Pointer(e.info.Load()))
 			if sw := e.live.Load(); sw != nil {
-				prefetch.Line(unsafe.Pointer(sw))
+				// The swarm and its tags.
+				prefetch.Lines(unsafe.Pointer(sw), 2, prefetch.LineSize)
 				swarms[i] = sw
 			}
 		}
-		for _, sw := range swarms[:n] {
-			if sw == nil {
+		for i, sw := range swarms[:n] {
+			if sw == nil || i >= len(peers) {
 				continue
 			}
-			// A big swarm is searched through its index, which
-			// reads one session, not the first few.
-			if count := int(sw.count.Load()); count <= indexAbove {
-				prefetch.Lines(unsafe.Pointer(sw.first.Load()), count, unsafe.Sizeof(livePeer{}))
+			if first, off, ok := sw.hinted(&peers[i]); ok {
+				prefetch.LinesFrom(unsafe.Pointer(first), off, 2, prefetch.LineSize)
 			}
 		}
 		hashes = hashes[n:]
+		peers = peers[min(n, len(peers)):]
 	}
 }
 

@@ -620,7 +620,9 @@ func TestPrivateWarmIsOnlyAHint(t *testing.T) {
 	for i := range 2 * warmChunk {
 		hashes = append(hashes, bittorrent.InfoHash{0xee, byte(i)})
 	}
-	e.tr.Warm(hashes)
+	// Peer ids for the first few only: a hint may name fewer peers
+	// than hashes (scrapes name none).
+	e.tr.Warm(hashes, []bittorrent.PeerID{e.request(ann{peer: 0}).PeerID, e.request(ann{peer: 99}).PeerID})
 	var resp bittorrent.ScrapeResponse
 	if err := e.tr.Scrape(context.Background(), &bittorrent.ScrapeRequest{InfoHashes: []bittorrent.InfoHash{normalHash, freeHash}, Passkey: alice.Passkey}, &resp); err != nil {
 		t.Fatal(err)
@@ -633,11 +635,18 @@ func TestPrivateWarmIsOnlyAHint(t *testing.T) {
 	}
 
 	churn := []bittorrent.InfoHash{normalHash, freeHash, doubleHash}
+	// The hint reads the tags of the sessions it names while the
+	// announces below add, move and remove them.
+	var ids []bittorrent.PeerID
+	for peer := 10; peer < 50; peer++ {
+		ids = append(ids, e.request(ann{peer: peer}).PeerID)
+	}
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		for range 3000 {
-			e.tr.Warm(churn)
+		for i := range 3000 {
+			k := i % (len(ids) - len(churn) + 1)
+			e.tr.Warm(churn, ids[k:k+len(churn)])
 		}
 	}()
 	for i := range 3000 {

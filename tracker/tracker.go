@@ -98,10 +98,12 @@ func New(cfg Config, swarms Swarms) *Tracker {
 
 // Warm passes a frontend's hint that announces or scrapes for hashes are
 // coming on to the private rules (Private.warm) and to the swarm store,
-// when it takes one; see cache.Warmer.
-func (t *Tracker) Warm(hashes []bittorrent.InfoHash) {
+// when it takes one; see cache.Warmer. peers[i], when given, is the id of
+// the peer announcing on hashes[i] (any id for a scrape's hash): the
+// private rules fetch that peer's session.
+func (t *Tracker) Warm(hashes []bittorrent.InfoHash, peers []bittorrent.PeerID) {
 	if t.private != nil {
-		t.private.warm(hashes)
+		t.private.warm(hashes, peers)
 	}
 	if t.warmer != nil {
 		t.warmer.Warm(hashes)

@@ -571,24 +571,28 @@ func TestObserverTimesASample(t *testing.T) {
 type hintedTracker struct {
 	*tracker.Tracker
 	mu sync.Mutex
-	// hinted is every hash Warm was given; unhinted the hashes of
-	// announces and scrapes that came before a hint of them.
-	hinted   map[bittorrent.InfoHash]bool
+	// hinted is every hash Warm was given, with the peer id given
+	// beside it; unhinted the hashes of announces and scrapes that came
+	// before a hint of them, or of announces hinted with another peer.
+	hinted   map[bittorrent.InfoHash]bittorrent.PeerID
 	unhinted []bittorrent.InfoHash
 }
 
-func (h *hintedTracker) Warm(hashes []bittorrent.InfoHash) {
+func (h *hintedTracker) Warm(hashes []bittorrent.InfoHash, peers []bittorrent.PeerID) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	for _, x := range hashes {
-		h.hinted[x] = true
+	if len(peers) != len(hashes) {
+		panic(fmt.Sprintf("hinted %d hashes with %d peer ids", len(hashes), len(peers)))
 	}
-	h.Tracker.Warm(hashes)
+	for i, x := range hashes {
+		h.hinted[x] = peers[i]
+	}
+	h.Tracker.Warm(hashes, peers)
 }
 
 func (h *hintedTracker) Announce(ctx context.Context, req *bittorrent.AnnounceRequest, resp *bittorrent.AnnounceResponse) error {
 	h.mu.Lock()
-	if !h.hinted[req.InfoHash] {
+	if peer, ok := h.hinted[req.InfoHash]; !ok || peer != req.PeerID {
 		h.unhinted = append(h.unhinted, req.InfoHash)
 	}
 	h.mu.Unlock()
@@ -598,7 +602,7 @@ func (h *hintedTracker) Announce(ctx context.Context, req *bittorrent.AnnounceRe
 func (h *hintedTracker) Scrape(ctx context.Context, req *bittorrent.ScrapeRequest, resp *bittorrent.ScrapeResponse) error {
 	h.mu.Lock()
 	for _, x := range req.InfoHashes {
-		if !h.hinted[x] {
+		if _, ok := h.hinted[x]; !ok {
 			h.unhinted = append(h.unhinted, x)
 		}
 	}
@@ -607,13 +611,13 @@ func (h *hintedTracker) Scrape(ctx context.Context, req *bittorrent.ScrapeReques
 }
 
 // The listener hands the info hashes of each read's announces and scrapes
-// to the tracker before it answers any of them, and only those: a
-// connect's bytes are no info hash.
+// to the tracker before it answers any of them, and only those (a
+// connect's bytes are no info hash), with each announcing peer's id.
 func TestListenerHintsAnnouncesAndScrapes(t *testing.T) {
 	for _, mode := range readerModes {
 		t.Run(mode.name, func(t *testing.T) {
 			h := newHarness(t, Config{Addr: "127.0.0.1:0", Readers: mode.readers(), Batch: 8})
-			ht := &hintedTracker{Tracker: h.fe.tracker.(*tracker.Tracker), hinted: map[bittorrent.InfoHash]bool{}}
+			ht := &hintedTracker{Tracker: h.fe.tracker.(*tracker.Tracker), hinted: map[bittorrent.InfoHash]bittorrent.PeerID{}}
 			fe := New(ht, h.fe.cfg, slog.New(slog.DiscardHandler))
 			fe.cfg.Now = time.Now
 			local, err := fe.ListenAndServe()
@@ -639,7 +643,7 @@ func TestListenerHintsAnnouncesAndScrapes(t *testing.T) {
 			// Sent back to back, so that reads hold several.
 			const torrents = 20
 			for i := range torrents {
-				a := announceArgs{connID: id, txID: uint32(i), hash: fmt.Sprint("hinted-", i), peer: "p", port: 6881, numWant: -1}
+				a := announceArgs{connID: id, txID: uint32(i), hash: fmt.Sprint("hinted-", i), peer: fmt.Sprint("p", i), port: 6881, numWant: -1}
 				if _, err := conn.Write(a.packet()); err != nil {
 					t.Fatal(err)
 				}

@@ -48,13 +48,13 @@ func parseHeader(p []byte) header {
 	}
 }
 
-// announcedHash returns the info hash of an announce packet; false for any
-// other packet, or one too short to be an announce.
-func announcedHash(p []byte) (bittorrent.InfoHash, bool) {
+// announcedHash returns the info hash and peer id of an announce packet;
+// false for any other packet, or one too short to be an announce.
+func announcedHash(p []byte) (bittorrent.InfoHash, bittorrent.PeerID, bool) {
 	if len(p) < announceLen || parseHeader(p).action != actionAnnounce {
-		return bittorrent.InfoHash{}, false
+		return bittorrent.InfoHash{}, bittorrent.PeerID{}, false
 	}
-	return bittorrent.InfoHash(p[16:36]), true
+	return bittorrent.InfoHash(p[16:36]), bittorrent.PeerID(p[36:56]), true
 }
 
 // scrapedHashes returns the info hashes of a scrape packet, at most max of

@@ -13,7 +13,11 @@ package prefetch
 import "unsafe"
 
 // Line asks for the cache line that holds addr.
-func Line(addr unsafe.Pointer) { Lines(addr, 1, 0) }
+func Line(addr unsafe.Pointer) { LinesFrom(addr, 0, 1, 0) }
+
+// Lines asks for n cache lines, the first holding addr and each next one
+// stride bytes further.
+func Lines(addr unsafe.Pointer, n int, stride uintptr) { LinesFrom(addr, 0, n, stride) }
 
 // LineSize is the cache line size the strides of Lines are meant in.
 const LineSize = 64

@@ -1,10 +1,11 @@
 #include "textflag.h"
 
-// func Lines(addr unsafe.Pointer, n int, stride uintptr)
-TEXT ·Lines(SB), NOSPLIT|NOFRAME, $0-24
+// func LinesFrom(addr unsafe.Pointer, offset uintptr, n int, stride uintptr)
+TEXT ·LinesFrom(SB), NOSPLIT|NOFRAME, $0-32
 	MOVQ addr+0(FP), AX
-	MOVQ n+8(FP), CX
-	MOVQ stride+16(FP), DX
+	ADDQ offset+8(FP), AX
+	MOVQ n+16(FP), CX
+	MOVQ stride+24(FP), DX
 	TESTQ CX, CX
 	JLE done
 loop:

@@ -1,10 +1,12 @@
 #include "textflag.h"
 
-// func Lines(addr unsafe.Pointer, n int, stride uintptr)
-TEXT ·Lines(SB), NOSPLIT|NOFRAME, $0-24
+// func LinesFrom(addr unsafe.Pointer, offset uintptr, n int, stride uintptr)
+TEXT ·LinesFrom(SB), NOSPLIT|NOFRAME, $0-32
 	MOVD addr+0(FP), R0
-	MOVD n+8(FP), R1
-	MOVD stride+16(FP), R2
+	MOVD offset+8(FP), R3
+	ADD R3, R0, R0
+	MOVD n+16(FP), R1
+	MOVD stride+24(FP), R2
 	CMP $0, R1
 	BLE done
 loop:

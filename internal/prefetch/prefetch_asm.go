@@ -4,8 +4,11 @@ package prefetch
 
 import "unsafe"
 
-// Lines asks for n cache lines, the first holding addr and each next one
-// stride bytes further.
+// LinesFrom asks for n cache lines, the first holding the byte offset
+// bytes past addr and each next one stride bytes further. The address is
+// computed here rather than by the caller, as it may lie outside addr's
+// object: Go code may not form such a pointer (the race detector's
+// pointer checks and the garbage collector reject it).
 //
 //go:noescape
-func Lines(addr unsafe.Pointer, n int, stride uintptr)
+func LinesFrom(addr unsafe.Pointer, offset uintptr, n int, stride uintptr)

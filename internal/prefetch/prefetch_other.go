@@ -4,6 +4,7 @@ package prefetch
 
 import "unsafe"
 
-// Lines asks for n cache lines, the first holding addr and each next one
-// stride bytes further; here it does nothing.
-func Lines(addr unsafe.Pointer, n int, stride uintptr) {}
+// LinesFrom asks for n cache lines, the first holding the byte offset
+// bytes past addr and each next one stride bytes further; here it does
+// nothing.
+func LinesFrom(addr unsafe.Pointer, offset uintptr, n int, stride uintptr) {}

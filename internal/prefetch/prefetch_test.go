@@ -14,6 +14,7 @@ func TestHintsAreSafe(t *testing.T) {
 	// Past the end of an object and into a page that may be unmapped.
 	b := make([]byte, LineSize)
 	Lines(unsafe.Pointer(&b[0]), 64, 4096)
+	LinesFrom(unsafe.Pointer(&b[0]), 1<<40, 2, LineSize)
 	// No count, or a negative one, asks for nothing (a loop that took
 	// -1 for a huge count would not return).
 	Lines(unsafe.Pointer(&b[0]), 0, LineSize)
