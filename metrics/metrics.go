@@ -56,7 +56,7 @@ func New(version string) *Metrics {
 		}, []string{"protocol", "action", "reason"}),
 		duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name:    "chihaya_request_duration_seconds",
-			Help:    "Time from a parsed request to its written answer, by protocol and action.",
+			Help:    "Time from a parsed request to its written answer, by protocol and action; a sample of the requests (the first of every 16) is timed.",
 			Buckets: []float64{5e-6, 1e-5, 2.5e-5, 5e-5, 1e-4, 2.5e-4, 5e-4, 1e-3, 2.5e-3, 1e-2, 0.1, 1},
 		}, []string{"protocol", "action"}),
 		cacheLatency: prometheus.NewHistogramVec(prometheus.HistogramOpts{

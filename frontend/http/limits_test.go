@@ -29,7 +29,9 @@ type recorder struct {
 	reasons map[string]int
 }
 
-func (r *recorder) Observe(action string, err error, _ time.Duration) {
+func (r *recorder) Observe(action string, err error, _ time.Duration) { r.Count(action, err) }
+
+func (r *recorder) Count(action string, err error) {
 	if err == nil {
 		return
 	}

@@ -252,6 +252,9 @@ type conn struct {
 	// now is a recent time: when the request being answered started,
 	// or when the last flush did.
 	now time.Time
+	// handled counts the announces and scrapes answered, to pick the
+	// timed ones (see timingSample).
+	handled uint32
 	// readBy and writeBy are the deadlines last set. Only the
 	// connection's goroutine sets them; Shutdown's wake-up ends the
 	// connection, so it need not be recorded.
@@ -523,7 +526,12 @@ func (c *conn) handle(n int) {
 	} else {
 		c.reply(http.StatusOK, "", c.x.buf)
 	}
-	f.observe(action, err, start)
+	if c.handled%timingSample == 0 {
+		f.observe(action, err, start)
+	} else if f.cfg.Observer != nil {
+		f.cfg.Observer.Count(action, err)
+	}
+	c.handled++
 }
 
 // intern returns s as a string that outlives the read buffer, reusing the

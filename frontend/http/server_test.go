@@ -540,11 +540,19 @@ func FuzzParseHead(f *testing.F) {
 
 // actions keeps the action strings it is told, as a metrics label would.
 type actions struct {
-	mu   sync.Mutex
-	seen []string
+	mu    sync.Mutex
+	seen  []string
+	timed int
 }
 
 func (a *actions) Observe(action string, _ error, _ time.Duration) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.seen = append(a.seen, action)
+	a.timed++
+}
+
+func (a *actions) Count(action string, _ error) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	a.seen = append(a.seen, action)
@@ -565,6 +573,24 @@ func TestObserverKeepsItsActions(t *testing.T) {
 	defer obs.mu.Unlock()
 	if strings.Join(obs.seen, ",") != "announce,scrape,announce" {
 		t.Fatalf("the Observer holds %q", obs.seen)
+	}
+}
+
+// Every request of a keep-alive connection is counted, and a sample of
+// them timed: the first and every timingSample-th after.
+func TestObserverCountsAllTimesSome(t *testing.T) {
+	obs := &actions{}
+	_, addr := serve(t, newTracker(t, tracker.Config{}), Config{Observer: obs})
+	c := dial(t, addr)
+	// With timingSample 16: the 1st, 17th and 33rd are timed.
+	const n, timed = 33, 3
+	for i := range n {
+		c.ok(announceTarget(i))
+	}
+	obs.mu.Lock()
+	defer obs.mu.Unlock()
+	if len(obs.seen) != n || obs.timed != timed {
+		t.Fatalf("%d requests: %d counted, %d timed; want %d and %d", n, len(obs.seen), obs.timed, n, timed)
 	}
 }
 
