@@ -110,8 +110,8 @@ func BenchmarkAnnounceOpen(b *testing.B)    { benchmarkAnnounce(b, false, false)
 func BenchmarkAnnouncePrivate(b *testing.B) { benchmarkAnnounce(b, true, false) }
 
 // BenchmarkAnnounceBatch runs them as the UDP frontend does: in batches of
-// 32 whose hashes are hinted first (Tracker.Warm), so that the cache misses
-// of a batch's swarms, registry entries and sessions overlap.
+// 32 whose hashes and peer ids are hinted first (Tracker.Warm), so that the
+// cache misses of a batch's swarms, registry entries and sessions overlap.
 func BenchmarkAnnounceBatch(b *testing.B) {
 	b.Run("open", func(b *testing.B) { benchmarkAnnounce(b, false, true) })
 	b.Run("private", func(b *testing.B) { benchmarkAnnounce(b, true, true) })

@@ -125,6 +125,7 @@ type liveSwarm struct {
 	// published.
 	first atomic.Pointer[livePeer]
 	count atomic.Int32
+	_     [4]byte // so that tags start the second cache line
 	// tags holds a short hash of the peer id of each of the first
 	// indexAbove entries (tagOf), two to a word, so that a scan compares
 	// keys only where the tag matches: it reads this one line rather

@@ -414,6 +414,16 @@ func TestLivePeerSize(t *testing.T) {
 	}
 }
 
+// TestLiveSwarmLayout: a swarm's fields fill one cache line and its tags
+// the next, so that a scan of the tags, and the hint's fetch of them, read
+// one line.
+func TestLiveSwarmLayout(t *testing.T) {
+	var sw liveSwarm
+	if off, n := unsafe.Offsetof(sw.tags), unsafe.Sizeof(sw); off != 64 || n != 128 {
+		t.Fatalf("liveSwarm: tags at byte %d of %d, want 64 of 128", off, n)
+	}
+}
+
 // TestLivePeerKeepsRow: what an entry keeps in its compact form comes back
 // in its row as the announce gave it.
 func TestLivePeerKeepsRow(t *testing.T) {
