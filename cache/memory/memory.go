@@ -67,9 +67,6 @@ func (driver) Open(raw json.RawMessage, opts cache.Options) (cache.Store, error)
 	return st, nil
 }
 
-// cacheLine is the size the shards are padded to.
-const cacheLine = 64
-
 // shardState is the part of a shard that matters; see shard.
 type shardState struct {
 	mu     sync.Mutex
@@ -82,7 +79,7 @@ type shardState struct {
 // cores working on neighbouring shards do not fight over one line.
 type shard struct {
 	shardState
-	_ [cacheLine - unsafe.Sizeof(shardState{})%cacheLine]byte
+	_ [prefetch.LineSize - unsafe.Sizeof(shardState{})%prefetch.LineSize]byte
 }
 
 // store is an open memory store.
@@ -288,7 +285,7 @@ func (st *store) Warm(hashes []bittorrent.InfoHash) {
 		if s := sh.swarms[hashes[i]]; s != nil {
 			prefetch.Line(unsafe.Pointer(&s.oldest))
 			if b := s.v4.b; len(b) > 0 {
-				prefetch.Lines(unsafe.Pointer(&b[0]), min((len(b)+cacheLine-1)/cacheLine, warmLines), cacheLine)
+				prefetch.Lines(unsafe.Pointer(&b[0]), min((len(b)+prefetch.LineSize-1)/prefetch.LineSize, warmLines), prefetch.LineSize)
 			}
 		}
 		sh.mu.Unlock()

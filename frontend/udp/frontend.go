@@ -275,7 +275,7 @@ func (f *Frontend) warm(w *worker, b *batch, n int) {
 	w.coming, w.peers = w.coming[:0], w.peers[:0]
 	for i := range n {
 		p, _ := b.packet(i)
-		if h, id, ok := announcedHash(p); ok {
+		if h, id, ok := announced(p); ok {
 			w.coming = append(w.coming, h)
 			w.peers = append(w.peers, id)
 			continue

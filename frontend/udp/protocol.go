@@ -48,9 +48,9 @@ func parseHeader(p []byte) header {
 	}
 }
 
-// announcedHash returns the info hash and peer id of an announce packet;
+// announced returns the info hash and peer id of an announce packet;
 // false for any other packet, or one too short to be an announce.
-func announcedHash(p []byte) (bittorrent.InfoHash, bittorrent.PeerID, bool) {
+func announced(p []byte) (bittorrent.InfoHash, bittorrent.PeerID, bool) {
 	if len(p) < announceLen || parseHeader(p).action != actionAnnounce {
 		return bittorrent.InfoHash{}, bittorrent.PeerID{}, false
 	}

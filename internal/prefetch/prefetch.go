@@ -19,5 +19,6 @@ func Line(addr unsafe.Pointer) { LinesFrom(addr, 0, 1, 0) }
 // stride bytes further.
 func Lines(addr unsafe.Pointer, n int, stride uintptr) { LinesFrom(addr, 0, n, stride) }
 
-// LineSize is the cache line size the strides of Lines are meant in.
+// LineSize is the cache line size the strides of Lines are meant in, and
+// what data that cores share is padded to.
 const LineSize = 64
