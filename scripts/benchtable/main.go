@@ -1,6 +1,8 @@
 // Command benchtable produces the README's performance table: it builds the
 // tracker and the load tool, runs the tracker pinned to one CPU and the load
-// tool pinned to another, once per row, and prints one Markdown table.
+// tool pinned to another, each row in several rounds, and prints one
+// Markdown table and, for the private, reference and ceiling rows, their
+// ratio to open mode measured pair by pair.
 //
 // It is what `make bench` runs. Rows that need MariaDB (private mode with
 // the gazelle driver) are marked skipped when the server is not answering.
@@ -44,8 +46,8 @@ type options struct {
 	redisAddr string
 	bigPeers  bool
 	verbose   bool
-	// repeat is how many times each throughput row is run; the run with
-	// the median responses per server CPU-second is shown.
+	// repeat is how many rounds of the throughput rows are run; the run
+	// with the median responses per server CPU-second is shown.
 	repeat int
 	// opentracker is the reference tracker's binary; empty skips its
 	// rows.
@@ -60,7 +62,7 @@ func main() {
 	flag.DurationVar(&o.duration, "duration", 10*time.Second, "measured window of each throughput row")
 	flag.DurationVar(&o.warmup, "warmup", 2*time.Second, "load before each measured window")
 	flag.DurationVar(&o.soak, "soak", 60*time.Second, "length of the full-load runs that check errors and RSS growth; 0 skips them")
-	flag.IntVar(&o.repeat, "repeat", 3, "run each throughput row this many times and show the median run (by responses per server CPU-second), against a noisy machine")
+	flag.IntVar(&o.repeat, "repeat", 3, "run each throughput row this many times, in rounds, and show the median run (by responses per server CPU-second) and the median ratio of the runs paired within a round, against a noisy machine")
 	flag.StringVar(&o.only, "only", "", "run only the rows whose label contains this text")
 	flag.StringVar(&o.mysqlDSN, "mysql-dsn", envOr("CHIHAYA_MYSQL_DSN", "root@tcp(127.0.0.1:3306)/"), "MariaDB/MySQL server for the private-mode rows (a database is created and dropped)")
 	flag.StringVar(&o.redisAddr, "redis", envOr("CHIHAYA_REDIS_ADDR", "127.0.0.1:6379"), "Redis server for the redis-cache rows (keys under a fresh prefix, deleted afterwards)")
@@ -97,15 +99,18 @@ type report struct {
 			P999 float64 `json:"p999"`
 		} `json:"latency_ms"`
 	} `json:"measured"`
-	ClientCPUSeconds float64 `json:"client_cpu_seconds"`
-	Server           *struct {
-		CPUSeconds            float64 `json:"cpu_seconds"`
-		ResponsesPerCPUSecond float64 `json:"responses_per_cpu_second"`
-		RSSStartBytes         uint64  `json:"rss_start_bytes"`
-		RSSBeforeBytes        uint64  `json:"rss_before_bytes"`
-		RSSAfterBytes         uint64  `json:"rss_after_bytes"`
-	} `json:"server"`
-	Warnings []string `json:"warnings"`
+	ClientCPUSeconds float64       `json:"client_cpu_seconds"`
+	Server           *serverReport `json:"server"`
+	Warnings         []string      `json:"warnings"`
+}
+
+// serverReport is what the load tool read of the server's process.
+type serverReport struct {
+	CPUSeconds            float64 `json:"cpu_seconds"`
+	ResponsesPerCPUSecond float64 `json:"responses_per_cpu_second"`
+	RSSStartBytes         uint64  `json:"rss_start_bytes"`
+	RSSBeforeBytes        uint64  `json:"rss_before_bytes"`
+	RSSAfterBytes         uint64  `json:"rss_after_bytes"`
 }
 
 // suite holds what every row shares.
@@ -158,11 +163,6 @@ func runAll(o options) error {
 		gitDescribe(), runtime.GOARCH, runtime.NumCPU(), s.serverCPU, s.toolCPU, max(o.repeat, 1))
 
 	// Throughput: the issue's swarm model (the load tool's defaults).
-	type row struct {
-		label, mode string
-		store       store
-		args        []string
-	}
 	rows := []row{
 		{"UDP announce", "udp-announce", open, nil},
 		{"UDP scrape", "udp-scrape", open, nil},
@@ -188,45 +188,46 @@ func runAll(o options) error {
 			row{"fixed answer (machine ceiling): HTTP announce, connection per request", "http-announce", fixed, []string{"-prefill=false", "-conn-per-request"}},
 		)
 	}
+	rows = slices.DeleteFunc(rows, func(r row) bool { return !s.selected(r.label) })
+	runs := s.rounds(rows)
 	fmt.Println("| load (10,000 torrents × 20 peers, 30 % seeders, numwant 50) | responses/s | responses per server CPU-second | p50 ms | p99 ms | p99.9 ms | errors |")
 	fmt.Println("| --- | ---: | ---: | ---: | ---: | ---: | ---: |")
-	perCPU := map[string]float64{}
 	for _, r := range rows {
-		if !s.selected(r.label) {
-			continue
-		}
-		args := append([]string{"-mode", r.mode, "-warmup", o.warmup.String(), "-duration", o.duration.String()}, r.args...)
-		rep, err := s.median(r.store, args)
+		rep, err := median(runs[r.label])
 		if err != nil {
 			fmt.Printf("| %s | skipped: %s | | | | | |\n", r.label, oneLine(err))
 			continue
 		}
-		perCPU[r.label] = cpuRate(rep)
 		fmt.Printf("| %s | %s | %s | %s | %s | %s | %s |\n", r.label, thousands(rep.Measured.ResponsesPerSecond),
 			thousands(cpuRate(rep)), latency(rep, 0), latency(rep, 1), latency(rep, 2), errorsOf(rep))
 	}
-	// Each private or reference row is set against the open-mode row whose
-	// label it extends.
+	// Each private, reference or ceiling row is set against the open-mode
+	// row it was run next to, round by round (see rounds).
+	fmt.Println()
 	for _, r := range rows {
-		p := perCPU[r.label]
+		base := r.base()
+		if base == "" {
+			continue
+		}
+		ratios := pairedRatios(r, runs[r.label], runs[base])
+		if len(ratios) == 0 {
+			continue
+		}
+		// The middle one, or the mean of the middle two.
+		m := (ratios[(len(ratios)-1)/2] + ratios[len(ratios)/2]) / 2
+		spread := ""
+		if len(ratios) > 1 {
+			spread = fmt.Sprintf("; median of %d pairs run side by side, range %s", len(ratios), r.ratioText(ratios[0])+" to "+r.ratioText(ratios[len(ratios)-1]))
+		}
 		switch r.store {
 		case private:
-			if q := perCPU[strings.TrimSuffix(r.label, ", private (gazelle)")]; p > 0 && q > 0 {
-				fmt.Printf("\n%s: %.0f %% of open mode per server CPU-second", r.label, 100*p/q)
-			}
+			fmt.Printf("%s: %s of open mode per server CPU-second%s\n", r.label, r.ratioText(m), spread)
 		case opentracker:
-			l := strings.TrimPrefix(r.label, "opentracker (reference): ")
-			if q := perCPU[l]; p > 0 && q > 0 {
-				fmt.Printf("\n%s: %.2f× opentracker per server CPU-second", l, q/p)
-			}
+			fmt.Printf("%s: %s opentracker per server CPU-second%s\n", base, r.ratioText(m), spread)
 		case fixed:
-			l := strings.TrimPrefix(r.label, "fixed answer (machine ceiling): ")
-			if q := perCPU[l]; p > 0 && q > 0 {
-				fmt.Printf("\n%s: %.0f %% of the fixed-answer ceiling per server CPU-second", l, 100*q/p)
-			}
+			fmt.Printf("%s: %s of the fixed-answer ceiling per server CPU-second%s\n", base, r.ratioText(m), spread)
 		}
 	}
-	fmt.Println()
 
 	// Memory: RSS growth per stored peer, read before and after the
 	// prefill (every peer announces "started" once).
@@ -301,19 +302,144 @@ func goBuild(out, pkg string) error {
 	return nil
 }
 
-// median runs a throughput row s.o.repeat times and returns the run with
-// the median responses per server CPU-second.
-func (s *suite) median(st store, args []string) (*report, error) {
-	var reps []*report
-	for range max(s.o.repeat, 1) {
-		rep, err := s.measure(st, 10000, args)
-		if err != nil {
-			return nil, err
+// row is one line of the throughput table.
+type row struct {
+	label, mode string
+	store       store
+	args        []string
+}
+
+// base is the label of the open-mode row that r is compared with, empty
+// for an open-mode row: the label r's own extends.
+func (r row) base() string {
+	switch r.store {
+	case private:
+		return strings.TrimSuffix(r.label, ", private (gazelle)")
+	case opentracker:
+		return strings.TrimPrefix(r.label, "opentracker (reference): ")
+	case fixed:
+		return strings.TrimPrefix(r.label, "fixed answer (machine ceiling): ")
+	}
+	return ""
+}
+
+// ratio is how r's comparison reads, from r's and its base's rates: the
+// private rows as a share of open mode, opentracker as how many times
+// faster chihaya is, the fixed answer as chihaya's share of the ceiling.
+func (r row) ratio(rate, baseRate float64) float64 {
+	switch r.store {
+	case private:
+		return rate / baseRate
+	case opentracker, fixed:
+		return baseRate / rate
+	}
+	return 0
+}
+
+func (r row) ratioText(v float64) string {
+	if r.store == opentracker {
+		return fmt.Sprintf("%.2f×", v)
+	}
+	return fmt.Sprintf("%.0f %%", 100*v)
+}
+
+// rounds runs every row s.o.repeat times and returns each row's runs by
+// round; a row that fails is not run again, and its error is its last
+// entry. A round runs each open-mode row followed by the rows compared
+// with it, so that the two runs of a comparison are a minute apart rather
+// than a quarter of an hour, and odd rounds run in the reverse order, so
+// that a machine drifting one way does not favour one side of a pair. On a
+// shared machine throughput drifts by tens of percent within minutes;
+// pairs of neighbouring runs see much less of it.
+func (s *suite) rounds(rows []row) map[string][]run {
+	order := runOrder(rows)
+	n := max(s.o.repeat, 1)
+	runs := make(map[string][]run, len(rows))
+	for round := range n {
+		for i := range order {
+			r := order[i]
+			if round%2 == 1 {
+				r = order[len(order)-1-i]
+			}
+			if rs := runs[r.label]; len(rs) > 0 && rs[len(rs)-1].err != nil {
+				continue
+			}
+			args := append([]string{"-mode", r.mode, "-warmup", s.o.warmup.String(), "-duration", s.o.duration.String()}, r.args...)
+			rep, err := s.measure(r.store, 10000, args)
+			runs[r.label] = append(runs[r.label], run{round: round, rep: rep, err: err})
+			if err == nil {
+				fmt.Fprintf(os.Stderr, "benchtable: round %d of %d: %s: %s per server CPU-second\n", round+1, n, r.label, thousands(cpuRate(rep)))
+			}
 		}
-		reps = append(reps, rep)
+	}
+	return runs
+}
+
+// run is one measurement of a row.
+type run struct {
+	round int
+	rep   *report
+	err   error
+}
+
+// runOrder puts each open-mode row before the rows compared with it, in the
+// table's order otherwise.
+func runOrder(rows []row) []row {
+	var order []row
+	for _, r := range rows {
+		if r.base() != "" {
+			continue
+		}
+		order = append(order, r)
+		for _, c := range rows {
+			if c.base() == r.label {
+				order = append(order, c)
+			}
+		}
+	}
+	// Rows whose open-mode row is not selected.
+	for _, r := range rows {
+		if !slices.ContainsFunc(order, func(o row) bool { return o.label == r.label }) {
+			order = append(order, r)
+		}
+	}
+	return order
+}
+
+// median returns the run with the median responses per server CPU-second,
+// or the error of a row that failed.
+func median(runs []run) (*report, error) {
+	var reps []*report
+	for _, r := range runs {
+		if r.err != nil {
+			return nil, r.err
+		}
+		reps = append(reps, r.rep)
+	}
+	if len(reps) == 0 {
+		return nil, errors.New("not run")
 	}
 	slices.SortFunc(reps, func(a, b *report) int { return cmp.Compare(cpuRate(a), cpuRate(b)) })
 	return reps[len(reps)/2], nil
+}
+
+// pairedRatios returns, sorted, the comparison (row.ratio) of each round's
+// run of r (runs) with the same round's run of its base row (bases), for
+// the rounds in which both gave a rate.
+func pairedRatios(r row, runs, bases []run) []float64 {
+	var out []float64
+	for _, x := range runs {
+		for _, b := range bases {
+			if b.round != x.round || x.err != nil || b.err != nil {
+				continue
+			}
+			if p, q := cpuRate(x.rep), cpuRate(b.rep); p > 0 && q > 0 {
+				out = append(out, r.ratio(p, q))
+			}
+		}
+	}
+	slices.Sort(out)
+	return out
 }
 
 func (s *suite) selected(label string) bool {
