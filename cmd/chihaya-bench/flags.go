@@ -5,6 +5,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"os"
 	"strings"
 	"time"
 )
@@ -25,6 +26,11 @@ type config struct {
 	addr           string
 	connPerRequest bool
 	passkey        string
+	passkeysFile   string
+	// passkeys are the passkeys the peers announce with, from -passkey
+	// or -passkeys: peer g uses passkeys[g % len(passkeys)]. Empty
+	// announces to /announce.
+	passkeys []string
 
 	torrents     int
 	peers        int
@@ -100,6 +106,7 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	fs.StringVar(&c.addr, "addr", c.addr, "tracker address host:port (HTTP and UDP alike)")
 	fs.BoolVar(&c.connPerRequest, "conn-per-request", c.connPerRequest, "HTTP: open a new connection for every request instead of keeping connections alive")
 	fs.StringVar(&c.passkey, "passkey", c.passkey, "announce to /<passkey>/announce (UDP: as BEP 41 URL data)")
+	fs.StringVar(&c.passkeysFile, "passkeys", c.passkeysFile, "file of passkeys, one a line, for a private tracker with many users: peer g announces with line g mod n (instead of -passkey)")
 
 	fs.IntVar(&c.torrents, "torrents", c.torrents, "torrents in the model")
 	fs.IntVar(&c.peers, "peers", c.peers, "peers per torrent")
@@ -133,7 +140,34 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	if fs.NArg() > 0 {
 		return c, fmt.Errorf("unexpected argument %q", fs.Arg(0))
 	}
+	if err := c.readPasskeys(); err != nil {
+		return c, err
+	}
 	return c, c.validate()
+}
+
+// readPasskeys fills passkeys from -passkey or the -passkeys file.
+func (c *config) readPasskeys() error {
+	switch {
+	case c.passkey != "" && c.passkeysFile != "":
+		return errors.New("give -passkey or -passkeys, not both")
+	case c.passkey != "":
+		c.passkeys = []string{c.passkey}
+	case c.passkeysFile != "":
+		data, err := os.ReadFile(c.passkeysFile)
+		if err != nil {
+			return fmt.Errorf("-passkeys: %w", err)
+		}
+		for line := range strings.Lines(string(data)) {
+			if k := strings.TrimSpace(line); k != "" {
+				c.passkeys = append(c.passkeys, k)
+			}
+		}
+		if len(c.passkeys) == 0 {
+			return fmt.Errorf("-passkeys: %s holds no passkey", c.passkeysFile)
+		}
+	}
+	return nil
 }
 
 // The defaults of -concurrency. For UDP, all packets in flight wait in the
@@ -189,16 +223,24 @@ func (c *config) validate() error {
 		return errors.New("-max-requests must be at least 1")
 	case c.pid < 0:
 		return errors.New("-pid must not be negative")
-	case strings.ContainsAny(c.passkey, "/?#% "):
-		return errors.New("-passkey must not contain / ? # % or spaces")
+	}
+	for _, k := range c.passkeys {
+		if strings.ContainsAny(k, "/?#% ") {
+			return fmt.Errorf("passkey %q must not contain / ? # %% or spaces", k)
+		}
 	}
 	return nil
 }
 
-// path returns the URL path of an action ("announce" or "scrape").
-func (c *config) path(action string) string {
-	if c.passkey == "" {
-		return "/" + action
+// paths returns the URL path of an action ("announce" or "scrape") for
+// each passkey, in order, or the bare path when there is none.
+func (c *config) paths(action string) []string {
+	if len(c.passkeys) == 0 {
+		return []string{"/" + action}
 	}
-	return "/" + c.passkey + "/" + action
+	ps := make([]string, len(c.passkeys))
+	for i, k := range c.passkeys {
+		ps[i] = "/" + k + "/" + action
+	}
+	return ps
 }

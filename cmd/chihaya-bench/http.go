@@ -25,15 +25,15 @@ func newHTTPDriver(c *config, m *model, target netip.AddrPort) *httpDriver {
 	d := &httpDriver{}
 	for i := range c.concurrency {
 		d.workers = append(d.workers, &httpWorker{
-			c:       c,
-			m:       m,
-			src:     src,
-			local:   src.tcp(ownerAddr(i)),
-			peers:   newPeerSet(m, i, c.concurrency, c.seed),
-			rec:     &recorder{},
-			conn:    newHTTPConn(),
-			annPath: c.path("announce"),
-			scrPath: c.path("scrape"),
+			c:        c,
+			m:        m,
+			src:      src,
+			local:    src.tcp(ownerAddr(i)),
+			peers:    newPeerSet(m, i, c.concurrency, c.seed),
+			rec:      &recorder{},
+			conn:     newHTTPConn(),
+			annPaths: c.paths("announce"),
+			scrPaths: c.paths("scrape"),
 		})
 	}
 	return d
@@ -72,8 +72,11 @@ type httpWorker struct {
 	rec   *recorder
 	conn  *httpConn
 
-	annPath, scrPath string
-	req              []byte
+	// annPaths and scrPaths are the request paths, one per passkey:
+	// peer g announces on annPaths[g % len].
+	annPaths, scrPaths []string
+	scrapes            int // scrapes built, to take turns with the passkeys
+	req                []byte
 	// cur is the stats of the request in flight.
 	cur *phaseStats
 }
@@ -274,7 +277,7 @@ func (w *httpWorker) appendAnnounce(dst []byte, g int, ev event, closeConn bool)
 		numWant = 0
 	}
 	dst = append(dst, "GET "...)
-	dst = append(dst, w.annPath...)
+	dst = append(dst, w.annPaths[g%len(w.annPaths)]...)
 	dst = append(dst, "?info_hash="...)
 	dst = appendEscaped(dst, h[:])
 	dst = append(dst, "&peer_id="...)
@@ -298,7 +301,8 @@ func (w *httpWorker) appendAnnounce(dst []byte, g int, ev event, closeConn bool)
 // popularity.
 func (w *httpWorker) appendScrape(dst []byte, closeConn bool) []byte {
 	dst = append(dst, "GET "...)
-	dst = append(dst, w.scrPath...)
+	dst = append(dst, w.scrPaths[w.scrapes%len(w.scrPaths)]...)
+	w.scrapes++
 	for i := range w.c.scrapeHashes {
 		if i == 0 {
 			dst = append(dst, "?info_hash="...)

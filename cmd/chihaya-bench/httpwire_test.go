@@ -70,7 +70,8 @@ func TestAnnounceRequestDecodesAsSent(t *testing.T) {
 	m := newModel(10, 20, 0.3, 50, mustMix(t, "90/5/3/2"), 0, 1)
 	c := defaultConfig()
 	c.passkey = "pk"
-	w := &httpWorker{c: &c, m: m, annPath: c.path("announce"), peers: newPeerSet(m, 0, 1, 1)}
+	c.passkeys = []string{c.passkey}
+	w := &httpWorker{c: &c, m: m, annPaths: c.paths("announce"), peers: newPeerSet(m, 0, 1, 1)}
 	g := 37
 	req := string(w.appendAnnounce(nil, g, evStopped, true))
 	line, rest, _ := strings.Cut(req, "\r\n")

@@ -168,7 +168,7 @@ func probeUDP(target netip.AddrPort, timeout time.Duration) error {
 }
 
 func probeHTTP(c *config, m *model) error {
-	req := append([]byte("GET "+c.path("scrape")+"?info_hash="), appendEscaped(nil, m.hashes[0][:])...)
+	req := append([]byte("GET "+c.paths("scrape")[0]+"?info_hash="), appendEscaped(nil, m.hashes[0][:])...)
 	req = append(req, " HTTP/1.1\r\nHost: "+c.addr+"\r\nUser-Agent: chihaya-bench\r\nConnection: close\r\n\r\n"...)
 	conn := newHTTPConn()
 	deadline := time.Now().Add(c.timeout)

@@ -123,7 +123,9 @@ type udpSocket struct {
 	conn  *net.UDPConn
 	bc    batchConn
 	v6    bool
-	path  string // BEP 41 URL data, empty without a passkey
+	// paths are the BEP 41 URL data of announces, one per passkey (peer
+	// g's is paths[g % len]), nil without a passkey.
+	paths []string
 
 	slots    []udpSlot
 	free     []int
@@ -159,8 +161,8 @@ func newUDPSocket(c *config, m *model, i int, conn *net.UDPConn, bc batchConn, v
 		rmsgs:    make([]ipv4.Message, min(window, maxReadBatch)),
 		minBatch: max(1, window/4),
 	}
-	if c.passkey != "" {
-		s.path = c.path("announce")
+	if len(c.passkeys) > 0 {
+		s.paths = c.paths("announce")
 	}
 	for j := window - 1; j >= 0; j-- {
 		s.slots[j].buf = make([]byte, 0, 1500)
@@ -306,12 +308,20 @@ func (s *udpSocket) fill(sched *schedule, ph phase, now time.Time) bool {
 			key:      s.m.key(g),
 			numWant:  numWant,
 			port:     s.m.port(g),
-			path:     s.path,
+			path:     s.pathOf(g),
 		}
 		sl.buf = appendAnnounceReq(sl.buf[:0], s.connID, sl.txID, &a)
 		st.sent.Add(1)
 	}
 	return false
+}
+
+// pathOf returns the URL data of peer g's announces.
+func (s *udpSocket) pathOf(g int) string {
+	if len(s.paths) == 0 {
+		return ""
+	}
+	return s.paths[g%len(s.paths)]
 }
 
 // take claims a free slot for a request of kind sent now and queues it.

@@ -9,6 +9,7 @@
 package main
 
 import (
+	"bufio"
 	"bytes"
 	"cmp"
 	"context"
@@ -55,6 +56,9 @@ type options struct {
 	// fixed runs the machine-ceiling rows against the fixed-answer
 	// server.
 	fixed bool
+	// users is how many users the private rows have, each with its own
+	// passkey, which the model's peers take in turn.
+	users int
 }
 
 func main() {
@@ -70,6 +74,7 @@ func main() {
 	flag.BoolVar(&o.verbose, "v", false, "show the tracker's log and the load tool's progress")
 	otDefault, _ := exec.LookPath("opentracker")
 	flag.StringVar(&o.opentracker, "opentracker", otDefault, "opentracker binary measured the same way as a reference (Debian's package; its whitelist is filled with the model's torrents); empty skips those rows")
+	flag.IntVar(&o.users, "users", 10000, "users of the private rows, each with its own passkey; the model's peers take them in turn (on the default model, 20 peers a user)")
 	flag.BoolVar(&o.fixed, "fixed", true, "run the machine-ceiling rows: the same load against a server that answers every request with a fixed answer of the same size (scripts/benchtable/fixedanswer)")
 	flag.Parse()
 	if err := runAll(o); err != nil {
@@ -499,7 +504,7 @@ func (s *suite) measure(st store, torrents int, args []string) (*report, error) 
 			"driver": "gazelle",
 			"config": map[string]any{"dsn": db.dsn, "dialect": "ops"},
 		}
-		args = append(args, "-passkey", db.passkey)
+		args = append(args, "-passkeys", db.passkeys)
 	case redisCache:
 		prefix, err := s.redisPrefix()
 		if err != nil {
@@ -701,13 +706,15 @@ func freePort() (int, error) {
 	return 0, errors.New("no free port")
 }
 
-// gazelleDB is a database with Gazelle's schema, one user and the model's
+// gazelleDB is a database with Gazelle's schema, its users and the model's
 // torrents registered.
 type gazelleDB struct {
-	root     *sql.DB
-	name     string
-	dsn      string
-	passkey  string
+	root *sql.DB
+	name string
+	dsn  string
+	// passkeys is a file of the users' passkeys, one a line, for the
+	// load tool's -passkeys.
+	passkeys string
 	torrents int
 }
 
@@ -718,7 +725,7 @@ func (s *suite) gazelleFor(torrents int) (*gazelleDB, error) {
 		return nil, s.gazelleErr
 	}
 	if s.gazelle == nil {
-		s.gazelle, s.gazelleErr = newGazelleDB(s.o.mysqlDSN)
+		s.gazelle, s.gazelleErr = newGazelleDB(s.o.mysqlDSN, max(s.o.users, 1))
 		if s.gazelleErr != nil {
 			return nil, s.gazelleErr
 		}
@@ -731,7 +738,7 @@ func (s *suite) gazelleFor(torrents int) (*gazelleDB, error) {
 	return s.gazelle, nil
 }
 
-func newGazelleDB(dsn string) (*gazelleDB, error) {
+func newGazelleDB(dsn string, users int) (*gazelleDB, error) {
 	cfg, err := mysql.ParseDSN(dsn)
 	if err != nil {
 		return nil, fmt.Errorf("-mysql-dsn: %w", err)
@@ -765,22 +772,53 @@ func newGazelleDB(dsn string) (*gazelleDB, error) {
 		d.drop()
 		return nil, fmt.Errorf("loading the gazelle schema: %w", err)
 	}
-	var key [16]byte
-	_, _ = rand.Read(key[:])
-	d.passkey = hex.EncodeToString(key[:])
-	if _, err := root.Exec("INSERT INTO "+d.name+".users_main (Username, Email, torrent_pass, can_leech, Visible, IP, Enabled) VALUES ('bench', 'bench@example.org', ?, 1, '1', '127.0.0.1', '1')", d.passkey); err != nil {
+	if err := d.addUsers(users); err != nil {
 		d.drop()
-		return nil, err
-	}
-	if _, err := root.Exec("INSERT INTO " + d.name + ".users_leech_stats (UserID, Uploaded, Downloaded) SELECT ID, 0, 0 FROM " + d.name + ".users_main"); err != nil {
-		d.drop()
-		return nil, err
+		return nil, fmt.Errorf("adding the users: %w", err)
 	}
 	tcfg := cfg.Clone()
 	tcfg.DBName = d.name
 	tcfg.MultiStatements = false
 	d.dsn = tcfg.FormatDSN()
 	return d, nil
+}
+
+// addUsers registers n users with random passkeys, as Gazelle's sign-up
+// does, and writes their passkeys to a file for the load tool.
+func (d *gazelleDB) addUsers(n int) error {
+	f, err := os.CreateTemp("", "chihaya-bench-passkeys-")
+	if err != nil {
+		return err
+	}
+	d.passkeys = f.Name()
+	w := bufio.NewWriter(f)
+	for first := 0; first < n; first += 1000 {
+		var q strings.Builder
+		q.WriteString("INSERT INTO " + d.name + ".users_main (Username, Email, torrent_pass, can_leech, Visible, IP, Enabled) VALUES ")
+		for i := first; i < min(first+1000, n); i++ {
+			var key [16]byte
+			_, _ = rand.Read(key[:])
+			pk := hex.EncodeToString(key[:])
+			if i > first {
+				q.WriteString(", ")
+			}
+			fmt.Fprintf(&q, "('bench%d', 'bench%d@example.org', '%s', 1, '1', '127.0.0.1', '1')", i, i, pk)
+			w.WriteString(pk + "\n")
+		}
+		if _, err := d.root.Exec(q.String()); err != nil {
+			f.Close()
+			return err
+		}
+	}
+	if err := w.Flush(); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Close(); err != nil {
+		return err
+	}
+	_, err = d.root.Exec("INSERT INTO " + d.name + ".users_leech_stats (UserID, Uploaded, Downloaded) SELECT ID, 0, 0 FROM " + d.name + ".users_main")
+	return err
 }
 
 // register adds the model's torrents from d.torrents up to n, as Gazelle
@@ -825,6 +863,9 @@ func listInfoHashes(tool string, n int) ([]byte, error) {
 }
 
 func (d *gazelleDB) drop() {
+	if d.passkeys != "" {
+		os.Remove(d.passkeys)
+	}
 	if _, err := d.root.Exec("DROP DATABASE IF EXISTS " + d.name); err != nil {
 		fmt.Fprintf(os.Stderr, "benchtable: dropping %s: %v\n", d.name, err)
 	}
