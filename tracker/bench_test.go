@@ -26,7 +26,9 @@ func (discard) WriteTokens(context.Context, []storage.TokenUse) error       { re
 func (discard) ExpireTokens(context.Context, []storage.Token) error         { return nil }
 
 // benchmarkAnnounce re-announces peers of 10,000 swarms of 20 (30 %
-// seeders), each announce moving a few bytes, numwant 50. The peers take
+// seeders), each announce moving a few bytes, numwant 50; in private mode
+// the 200,000 peers belong to 10,000 users, 20 each, as in the load tool's
+// model (make bench). The peers take
 // turns in a shuffled order, as the load tool's do, so that each announce
 // finds its swarm as cold in the CPU's caches as on a real tracker; in
 // order, a swarm's 20 announces would share one fetch of its memory.
@@ -38,12 +40,12 @@ func benchmarkAnnounce(b *testing.B, private, warm bool) {
 	}
 	defer store.Close()
 	tr := New(Config{AnnounceInterval: 30 * time.Minute, MinAnnounceInterval: 15 * time.Minute, DefaultNumWant: 50, MaxNumWant: 50, MaxScrapeInfoHashes: 10}, store)
-	const torrents, peers = 10000, 20
+	const torrents, peers, users = 10000, 20, 10000
 	var snap storage.Snapshot
 	for i := range torrents {
 		snap.Torrents = append(snap.Torrents, storage.Torrent{ID: uint32(i + 1), InfoHash: bittorrent.InfoHash{byte(i), byte(i >> 8), 1}})
 	}
-	for i := range peers {
+	for i := range users {
 		snap.Users = append(snap.Users, storage.User{ID: uint32(i + 1), Passkey: fmt.Sprintf("%032d", i), CanLeech: true})
 	}
 	if private {
@@ -65,7 +67,7 @@ func benchmarkAnnounce(b *testing.B, private, warm bool) {
 		copy(r.PeerID[:], fmt.Sprintf("-BE0001-%012d", u))
 		r.IPv4 = netip.AddrFrom4([4]byte{10, byte(u), byte(t >> 8), byte(t)})
 		r.Port, r.NumWant, r.Compact = 6881, 50, true
-		r.Passkey = snap.Users[u].Passkey
+		r.Passkey = snap.Users[i%users].Passkey
 		if u%10 >= 3 {
 			r.Left = 1000
 		}
@@ -81,19 +83,21 @@ func benchmarkAnnounce(b *testing.B, private, warm bool) {
 	}
 	var hashes []bittorrent.InfoHash
 	var ids []bittorrent.PeerID
+	var passkeys []string
 	b.ReportAllocs()
 	b.ResetTimer()
 	for i := 0; b.Loop(); i++ {
 		if warm && i%batch == 0 {
-			// The next batch's hashes and peer ids, as the UDP
-			// frontend gives them for a read of packets.
-			hashes, ids = hashes[:0], ids[:0]
+			// The next batch's hashes, peer ids and passkeys, as
+			// the UDP frontend gives them for a read of packets.
+			hashes, ids, passkeys = hashes[:0], ids[:0], passkeys[:0]
 			for j := i; j < i+batch; j++ {
 				r := &reqs[order[j%len(order)]]
 				hashes = append(hashes, r.InfoHash)
 				ids = append(ids, r.PeerID)
+				passkeys = append(passkeys, r.Passkey)
 			}
-			tr.Warm(hashes, ids)
+			tr.Warm(hashes, ids, passkeys)
 		}
 		r := &reqs[order[i%len(order)]]
 		r.Uploaded += 100
@@ -110,8 +114,9 @@ func BenchmarkAnnounceOpen(b *testing.B)    { benchmarkAnnounce(b, false, false)
 func BenchmarkAnnouncePrivate(b *testing.B) { benchmarkAnnounce(b, true, false) }
 
 // BenchmarkAnnounceBatch runs them as the UDP frontend does: in batches of
-// 32 whose hashes and peer ids are hinted first (Tracker.Warm), so that the
-// cache misses of a batch's swarms, registry entries and sessions overlap.
+// 32 whose hashes, peer ids and passkeys are hinted first (Tracker.Warm), so that the
+// cache misses of a batch's swarms, registry entries, users and sessions
+// overlap.
 func BenchmarkAnnounceBatch(b *testing.B) {
 	b.Run("open", func(b *testing.B) { benchmarkAnnounce(b, false, true) })
 	b.Run("private", func(b *testing.B) { benchmarkAnnounce(b, true, true) })

@@ -86,17 +86,19 @@ const warmChunk = 32
 
 // warm is the private rules' part of a batch hint (Tracker.Warm): it asks
 // the CPU for the memory the announces for hashes will read, torrent by
-// torrent in three rounds: the registry entries, then each entry's
-// torrent and live swarm with its tags, then the session whose tag
-// matches the announcing peer's id (peers[i], for hashes[i]), which is
-// the one its announce will find and update. Each round's misses overlap
-// one another; taken by the announces one at a time, each waits for the
-// one before. Only the registry lookups need a lock, one read lock for the
+// torrent in three rounds: the registry entries and the announcing users'
+// entries (passkeys[i], for hashes[i]), then each torrent's and user's
+// settings and the torrent's live swarm with its tags, then the session
+// whose tag matches the announcing peer's id (peers[i]), which is the one
+// its announce will find and update. Each round's misses overlap one
+// another; taken by the announces one at a time, each waits for the one
+// before. Only the registry lookups need a lock, one read lock for the
 // chunk; the rest follows atomic pointers and words and prefetches, which
 // read nothing (see package prefetch), so that no locked instruction
 // orders the loads between them.
-func (p *Private) warm(hashes []bittorrent.InfoHash, peers []bittorrent.PeerID) {
+func (p *Private) warm(hashes []bittorrent.InfoHash, peers []bittorrent.PeerID, passkeys []string) {
 	var entries [warmChunk]*torrentEntry
+	var users [warmChunk]*userEntry
 	var swarms [warmChunk]*liveSwarm
 	for len(hashes) > 0 {
 		n := min(len(hashes), warmChunk)
@@ -107,9 +109,19 @@ func (p *Private) warm(hashes []bittorrent.InfoHash, peers []bittorrent.PeerID) 
 			if e != nil {
 				prefetch.Line(unsafe.Pointer(e))
 			}
+			users[i] = nil
+			if i < len(passkeys) && passkeys[i] != "" {
+				if u := p.users[passkeys[i]]; u != nil {
+					users[i] = u
+					prefetch.Line(unsafe.Pointer(u))
+				}
+			}
 		}
 		p.mu.RUnlock()
 		for i, e := range entries[:n] {
+			if u := users[i]; u != nil {
+				prefetch.Line(unsafe.Pointer(u.info.Load()))
+			}
 			swarms[i] = nil
 			if e == nil {
 				continue
@@ -131,6 +143,7 @@ func (p *Private) warm(hashes []bittorrent.InfoHash, peers []bittorrent.PeerID) 
 		}
 		hashes = hashes[n:]
 		peers = peers[min(n, len(peers)):]
+		passkeys = passkeys[min(n, len(passkeys)):]
 	}
 }
 

@@ -620,9 +620,11 @@ func TestPrivateWarmIsOnlyAHint(t *testing.T) {
 	for i := range 2 * warmChunk {
 		hashes = append(hashes, bittorrent.InfoHash{0xee, byte(i)})
 	}
-	// Peer ids for the first few only: a hint may name fewer peers
-	// than hashes (scrapes name none).
-	e.tr.Warm(hashes, []bittorrent.PeerID{e.request(ann{peer: 0}).PeerID, e.request(ann{peer: 99}).PeerID})
+	// Peer ids and passkeys for the first few only: a hint may name
+	// fewer peers than hashes (scrapes name none), and passkeys that
+	// are no user's.
+	e.tr.Warm(hashes, []bittorrent.PeerID{e.request(ann{peer: 0}).PeerID, e.request(ann{peer: 99}).PeerID},
+		[]string{alice.Passkey, "no-such-passkey", ""})
 	var resp bittorrent.ScrapeResponse
 	if err := e.tr.Scrape(context.Background(), &bittorrent.ScrapeRequest{InfoHashes: []bittorrent.InfoHash{normalHash, freeHash}, Passkey: alice.Passkey}, &resp); err != nil {
 		t.Fatal(err)
@@ -636,7 +638,10 @@ func TestPrivateWarmIsOnlyAHint(t *testing.T) {
 
 	churn := []bittorrent.InfoHash{normalHash, freeHash, doubleHash}
 	// The hint reads the tags of the sessions it names while the
-	// announces below add, move and remove them.
+	// announces below add, move and remove them, and the users it names
+	// while they are removed, added again and change passkeys.
+	carol := storage.User{ID: 3, Passkey: "carol-passkey-00000000000000000000", CanLeech: true}
+	churnKeys := []string{bob.Passkey, carol.Passkey, "carol-new-passkey"}
 	var ids []bittorrent.PeerID
 	for peer := 10; peer < 50; peer++ {
 		ids = append(ids, e.request(ann{peer: peer}).PeerID)
@@ -646,7 +651,7 @@ func TestPrivateWarmIsOnlyAHint(t *testing.T) {
 		defer close(done)
 		for i := range 3000 {
 			k := i % (len(ids) - len(churn) + 1)
-			e.tr.Warm(churn, ids[k:k+len(churn)])
+			e.tr.Warm(churn, ids[k:k+len(churn)], churnKeys)
 		}
 	}()
 	for i := range 3000 {
@@ -654,6 +659,14 @@ func TestPrivateWarmIsOnlyAHint(t *testing.T) {
 		// Up to 40 sessions a swarm, past the index threshold, then
 		// all of them gone.
 		peer := 10 + i%40
+		switch i % 4 {
+		case 0:
+			e.p.PutUser(carol)
+		case 1:
+			e.p.ChangePasskey(carol.Passkey, "carol-new-passkey")
+		case 2:
+			e.p.RemoveUser("carol-new-passkey")
+		}
 		e.ok(ann{user: bob, hash: h, peer: peer, left: 10, event: bittorrent.Started})
 		if i%80 >= 40 {
 			e.ok(ann{user: bob, hash: h, peer: peer, left: 10, event: bittorrent.Stopped})

@@ -98,12 +98,13 @@ func New(cfg Config, swarms Swarms) *Tracker {
 
 // Warm passes a frontend's hint that announces or scrapes for hashes are
 // coming on to the private rules (Private.warm) and to the swarm store,
-// when it takes one; see cache.Warmer. peers[i], when given, is the id of
-// the peer announcing on hashes[i] (any id for a scrape's hash): the
-// private rules fetch that peer's session.
-func (t *Tracker) Warm(hashes []bittorrent.InfoHash, peers []bittorrent.PeerID) {
+// when it takes one; see cache.Warmer. peers[i] and passkeys[i], when
+// given, are the id and passkey of the peer announcing on hashes[i] (any
+// id and "" for a scrape's hash): the private rules fetch that peer's
+// session and user. The passkeys are read only during the call.
+func (t *Tracker) Warm(hashes []bittorrent.InfoHash, peers []bittorrent.PeerID, passkeys []string) {
 	if t.private != nil {
-		t.private.warm(hashes, peers)
+		t.private.warm(hashes, peers, passkeys)
 	}
 	if t.warmer != nil {
 		t.warmer.Warm(hashes)

@@ -242,12 +242,12 @@ func (s *hintedStore) Warm(hashes []bittorrent.InfoHash) { s.hinted = append(s.h
 func TestWarmReachesTheStore(t *testing.T) {
 	store := &hintedStore{Swarms: newTracker(t, testConfig).swarms}
 	hashes := []bittorrent.InfoHash{{1}, {2}}
-	New(testConfig, store).Warm(hashes, nil)
+	New(testConfig, store).Warm(hashes, nil, nil)
 	if len(store.hinted) != 2 || store.hinted[0] != hashes[0] || store.hinted[1] != hashes[1] {
 		t.Fatalf("store hinted %v, want %v", store.hinted, hashes)
 	}
-	New(testConfig, store.Swarms.(cache.Store)).Warm(hashes, nil) // the memory store: must not panic
-	New(testConfig, struct{ Swarms }{store}).Warm(hashes, nil)    // no Warm: dropped
+	New(testConfig, store.Swarms.(cache.Store)).Warm(hashes, nil, nil) // the memory store: must not panic
+	New(testConfig, struct{ Swarms }{store}).Warm(hashes, nil, nil)    // no Warm: dropped
 	if len(store.hinted) != 2 {
 		t.Fatalf("a store without Warm was hinted through its wrapper: %v", store.hinted)
 	}

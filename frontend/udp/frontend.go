@@ -199,10 +199,12 @@ type worker struct {
 	files    bittorrent.ScrapeResponse
 	asked    []bittorrent.InfoHash
 	// coming holds the info hashes of a batch's announces and scrapes,
-	// and peers the announcing peers' ids (a zero id for a scrape's
-	// hash); see warm.
-	coming []bittorrent.InfoHash
-	peers  []bittorrent.PeerID
+	// peers the announcing peers' ids (a zero id for a scrape's hash)
+	// and passkeys their passkeys, views of the batch's packets ("" for
+	// none); see warm.
+	coming   []bittorrent.InfoHash
+	peers    []bittorrent.PeerID
+	passkeys []string
 	// now is the time the packet in hand is handled at: when its batch
 	// arrived, or when it began when it is a timed one.
 	now time.Time
@@ -259,35 +261,37 @@ func (f *Frontend) serve(b *batch) {
 // warmer is a Tracker that takes a hint of the announces and scrapes to come
 // (tracker.Tracker); see cache.Warmer.
 type warmer interface {
-	Warm(hashes []bittorrent.InfoHash, peers []bittorrent.PeerID)
+	Warm(hashes []bittorrent.InfoHash, peers []bittorrent.PeerID, passkeys []string)
 }
 
 // warm hands the info hashes of the batch's announces and scrapes, and
-// the announcing peers' ids, to the tracker before any is answered, so
-// that their swarms (and a private tracker's sessions) are fetched from
-// memory together. The packets are not checked yet: a hint for a forged
+// the announcing peers' ids and passkeys, to the tracker before any is
+// answered, so that their swarms (and a private tracker's users and
+// sessions) are fetched from memory together. The packets are not checked yet: a hint for a forged
 // or malformed one only reads memory, and no more of a scrape's hashes
 // are hinted than it may ask about.
 func (f *Frontend) warm(w *worker, b *batch, n int) {
 	if f.warmer == nil {
 		return
 	}
-	w.coming, w.peers = w.coming[:0], w.peers[:0]
+	w.coming, w.peers, w.passkeys = w.coming[:0], w.peers[:0], w.passkeys[:0]
 	for i := range n {
 		p, _ := b.packet(i)
 		if h, id, ok := announced(p); ok {
 			w.coming = append(w.coming, h)
 			w.peers = append(w.peers, id)
+			w.passkeys = append(w.passkeys, announcedPasskey(p))
 			continue
 		}
 		hashes := scrapedHashes(p, f.cfg.MaxScrapeInfoHashes)
 		for len(hashes) > 0 {
 			w.coming = append(w.coming, bittorrent.InfoHash(hashes))
 			w.peers = append(w.peers, bittorrent.PeerID{})
+			w.passkeys = append(w.passkeys, "")
 			hashes = hashes[20:]
 		}
 	}
-	f.warmer.Warm(w.coming, w.peers)
+	f.warmer.Warm(w.coming, w.peers, w.passkeys)
 }
 
 func isClosed(err error) bool {

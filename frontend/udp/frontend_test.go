@@ -367,25 +367,33 @@ func TestMalformedPackets(t *testing.T) {
 }
 
 func TestBEP41Options(t *testing.T) {
+	// hint is what the batch hint reads of the packet (announcedPasskey):
+	// the passkey when the first option, after NOPs, holds it, "" when
+	// that would take more than a look.
 	tests := []struct {
 		name    string
 		options []byte
 		passkey string
+		hint    string
 		err     string
 	}{
-		{"none", nil, "", ""},
-		{"passkey in one URLData", append([]byte{optionURLData, 20}, "/0123abcd/announce?x"...), "0123abcd", ""},
-		{"URLData in pieces with NOPs", append(append([]byte{optionNOP, optionURLData, 5}, "/key1"...), append([]byte{optionNOP, optionURLData, 9}, "/announce"...)...), "key1", ""},
-		{"end of options stops reading", append([]byte{optionEnd, 0xff, 0xff}, "garbage"...), "", ""},
-		{"unknown option skipped by length", append([]byte{0x7f, 3, 1, 2, 3, optionURLData, 12}, "/k/announce?"...), "k", ""},
-		{"open tracker path", append([]byte{optionURLData, 9}, "/announce"...), "", ""},
-		{"truncated URLData", append([]byte{optionURLData, 30}, "/short"...), "", "malformed announce: truncated BEP 41 option"},
-		{"missing length", []byte{optionNOP, 0x42}, "", "malformed announce: truncated BEP 41 option"},
+		{"none", nil, "", "", ""},
+		{"passkey in one URLData", append([]byte{optionURLData, 20}, "/0123abcd/announce?x"...), "0123abcd", "0123abcd", ""},
+		{"NOPs before one URLData", append([]byte{optionNOP, optionNOP, optionURLData, 11}, "/k/announce"...), "k", "k", ""},
+		{"URLData in pieces with NOPs", append(append([]byte{optionNOP, optionURLData, 5}, "/key1"...), append([]byte{optionNOP, optionURLData, 9}, "/announce"...)...), "key1", "", ""},
+		{"end of options stops reading", append([]byte{optionEnd, 0xff, 0xff}, "garbage"...), "", "", ""},
+		{"unknown option skipped by length", append([]byte{0x7f, 3, 1, 2, 3, optionURLData, 12}, "/k/announce?"...), "k", "", ""},
+		{"open tracker path", append([]byte{optionURLData, 9}, "/announce"...), "", "", ""},
+		{"truncated URLData", append([]byte{optionURLData, 30}, "/short"...), "", "", "malformed announce: truncated BEP 41 option"},
+		{"missing length", []byte{optionNOP, 0x42}, "", "", "malformed announce: truncated BEP 41 option"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			var req bittorrent.AnnounceRequest
 			p := announceArgs{hash: "h", peer: "p", port: 1, options: tt.options}.packet()
+			if hint := announcedPasskey(p); hint != tt.hint {
+				t.Errorf("hinted passkey %q, want %q", hint, tt.hint)
+			}
 			_, err := parseAnnounce(p, &req)
 			if tt.err != "" {
 				if err == nil || err.Error() != tt.err {
@@ -401,6 +409,11 @@ func TestBEP41Options(t *testing.T) {
 			}
 		})
 	}
+}
+
+// urlDataOption is a BEP 41 URL data option carrying path.
+func urlDataOption(path string) []byte {
+	return append([]byte{optionURLData, byte(len(path))}, path...)
 }
 
 // readerModes are the two ways readers wait for packets: as many readers as
@@ -571,28 +584,35 @@ func TestObserverTimesASample(t *testing.T) {
 type hintedTracker struct {
 	*tracker.Tracker
 	mu sync.Mutex
-	// hinted is every hash Warm was given, with the peer id given
-	// beside it; unhinted the hashes of announces and scrapes that came
-	// before a hint of them, or of announces hinted with another peer.
-	hinted   map[bittorrent.InfoHash]bittorrent.PeerID
+	// hinted is every hash Warm was given, with the peer id and passkey
+	// given beside it; unhinted the hashes of announces and scrapes
+	// that came before a hint of them, or of announces hinted with
+	// another peer or passkey.
+	hinted   map[bittorrent.InfoHash]hint
 	unhinted []bittorrent.InfoHash
 }
 
-func (h *hintedTracker) Warm(hashes []bittorrent.InfoHash, peers []bittorrent.PeerID) {
+type hint struct {
+	peer    bittorrent.PeerID
+	passkey string
+}
+
+func (h *hintedTracker) Warm(hashes []bittorrent.InfoHash, peers []bittorrent.PeerID, passkeys []string) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	if len(peers) != len(hashes) {
-		panic(fmt.Sprintf("hinted %d hashes with %d peer ids", len(hashes), len(peers)))
+	if len(peers) != len(hashes) || len(passkeys) != len(hashes) {
+		panic(fmt.Sprintf("hinted %d hashes with %d peer ids and %d passkeys", len(hashes), len(peers), len(passkeys)))
 	}
 	for i, x := range hashes {
-		h.hinted[x] = peers[i]
+		// Copied: the frontend's passkeys are views of its packets.
+		h.hinted[x] = hint{peers[i], strings.Clone(passkeys[i])}
 	}
-	h.Tracker.Warm(hashes, peers)
+	h.Tracker.Warm(hashes, peers, passkeys)
 }
 
 func (h *hintedTracker) Announce(ctx context.Context, req *bittorrent.AnnounceRequest, resp *bittorrent.AnnounceResponse) error {
 	h.mu.Lock()
-	if peer, ok := h.hinted[req.InfoHash]; !ok || peer != req.PeerID {
+	if hi, ok := h.hinted[req.InfoHash]; !ok || hi.peer != req.PeerID || hi.passkey != req.Passkey {
 		h.unhinted = append(h.unhinted, req.InfoHash)
 	}
 	h.mu.Unlock()
@@ -612,12 +632,13 @@ func (h *hintedTracker) Scrape(ctx context.Context, req *bittorrent.ScrapeReques
 
 // The listener hands the info hashes of each read's announces and scrapes
 // to the tracker before it answers any of them, and only those (a
-// connect's bytes are no info hash), with each announcing peer's id.
+// connect's bytes are no info hash), with each announcing peer's id and
+// passkey.
 func TestListenerHintsAnnouncesAndScrapes(t *testing.T) {
 	for _, mode := range readerModes {
 		t.Run(mode.name, func(t *testing.T) {
 			h := newHarness(t, Config{Addr: "127.0.0.1:0", Readers: mode.readers(), Batch: 8})
-			ht := &hintedTracker{Tracker: h.fe.tracker.(*tracker.Tracker), hinted: map[bittorrent.InfoHash]bittorrent.PeerID{}}
+			ht := &hintedTracker{Tracker: h.fe.tracker.(*tracker.Tracker), hinted: map[bittorrent.InfoHash]hint{}}
 			fe := New(ht, h.fe.cfg, slog.New(slog.DiscardHandler))
 			fe.cfg.Now = time.Now
 			local, err := fe.ListenAndServe()
@@ -644,6 +665,13 @@ func TestListenerHintsAnnouncesAndScrapes(t *testing.T) {
 			const torrents = 20
 			for i := range torrents {
 				a := announceArgs{connID: id, txID: uint32(i), hash: fmt.Sprint("hinted-", i), peer: fmt.Sprint("p", i), port: 6881, numWant: -1}
+				switch i % 3 {
+				case 1:
+					a.options = urlDataOption(fmt.Sprint("/key", i, "/announce"))
+				case 2:
+					// NOPs before the URL data, and a query after it.
+					a.options = append([]byte{optionNOP, optionNOP}, urlDataOption(fmt.Sprint("/key", i, "/announce?x=1"))...)
+				}
 				if _, err := conn.Write(a.packet()); err != nil {
 					t.Fatal(err)
 				}

@@ -57,6 +57,21 @@ func announced(p []byte) (bittorrent.InfoHash, bittorrent.PeerID, bool) {
 	return bittorrent.InfoHash(p[16:36]), bittorrent.PeerID(p[36:56]), true
 }
 
+// announcedPasskey returns the passkey of an announce packet (one that
+// announced accepts) as a view of p, when its path comes in the first
+// BEP 41 URL data option; "" otherwise. It is for the batch hint, which
+// copies nothing: a path in several pieces is left to parseAnnounce.
+func announcedPasskey(p []byte) string {
+	opts := p[announceLen:]
+	for len(opts) > 0 && opts[0] == optionNOP {
+		opts = opts[1:]
+	}
+	if len(opts) < 2 || opts[0] != optionURLData || len(opts) < 2+int(opts[1]) {
+		return ""
+	}
+	return passkeyFromPath(opts[2 : 2+int(opts[1])])
+}
+
 // scrapedHashes returns the info hashes of a scrape packet, at most max of
 // them, as 20-byte pieces of p; nil for any other packet.
 func scrapedHashes(p []byte, max int) []byte {
