@@ -29,7 +29,7 @@ fuzz:
 # The README's performance table: the tracker pinned to one CPU, the load
 # tool (cmd/chihaya-bench) to another; the throughput rows are run in three
 # rounds, each compared row beside the open-mode row it is compared with,
-# and the medians shown; about 18 minutes.
+# and the medians shown; about 17 minutes.
 # Flags for scripts/benchtable go in BENCHFLAGS, e.g. BENCHFLAGS='-soak 0'.
 bench:
 	go run ./scripts/benchtable $(BENCHFLAGS)
