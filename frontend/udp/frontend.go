@@ -267,9 +267,9 @@ type warmer interface {
 // warm hands the info hashes of the batch's announces and scrapes, and
 // the announcing peers' ids and passkeys, to the tracker before any is
 // answered, so that their swarms (and a private tracker's users and
-// sessions) are fetched from memory together. The packets are not checked yet: a hint for a forged
-// or malformed one only reads memory, and no more of a scrape's hashes
-// are hinted than it may ask about.
+// sessions) are fetched from memory together. The packets are not checked
+// yet: a hint for a forged or malformed one only reads memory, and no more
+// of a scrape's hashes are hinted than it may ask about.
 func (f *Frontend) warm(w *worker, b *batch, n int) {
 	if f.warmer == nil {
 		return
