@@ -31,7 +31,7 @@ func TestPasskeysFileGivesEachPeerALine(t *testing.T) {
 	}
 	m := newModel(10, 20, 0.3, 50, mustMix(t, "90/5/3/2"), 0, 1)
 	w := &httpWorker{c: &c, m: m, annPaths: c.paths("announce"), scrPaths: c.paths("scrape"), peers: newPeerSet(m, 0, 1, 1)}
-	s := newUDPSocket(&c, m, 0, nil, nil, false)
+	s := newUDPSocket(&c, m, 0, nil, nil, false, c.paths("announce"))
 	for g, want := range []string{"alpha", "beta", "gamma", "alpha", "beta"} {
 		line, _, _ := strings.Cut(string(w.appendAnnounce(nil, g, evNone, false)), " HTTP/1.1")
 		u, err := url.ParseRequestURI(strings.TrimPrefix(line, "GET "))

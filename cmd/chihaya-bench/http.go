@@ -23,6 +23,9 @@ type httpDriver struct {
 func newHTTPDriver(c *config, m *model, target netip.AddrPort) *httpDriver {
 	src := newSources(target, c.spreadSources)
 	d := &httpDriver{}
+	// One copy of the paths for all workers: with many passkeys they
+	// are a string each.
+	annPaths, scrPaths := c.paths("announce"), c.paths("scrape")
 	for i := range c.concurrency {
 		d.workers = append(d.workers, &httpWorker{
 			c:        c,
@@ -32,8 +35,8 @@ func newHTTPDriver(c *config, m *model, target netip.AddrPort) *httpDriver {
 			peers:    newPeerSet(m, i, c.concurrency, c.seed),
 			rec:      &recorder{},
 			conn:     newHTTPConn(),
-			annPaths: c.paths("announce"),
-			scrPaths: c.paths("scrape"),
+			annPaths: annPaths,
+			scrPaths: scrPaths,
 		})
 	}
 	return d

@@ -55,6 +55,12 @@ func newUDPDriver(c *config, m *model, target netip.AddrPort) (*udpDriver, error
 	raddr := net.UDPAddrFromAddrPort(target)
 	v6 := !target.Addr().Unmap().Is4()
 	d := &udpDriver{}
+	// One copy of the URL data for all sockets: with many passkeys they
+	// are a string each.
+	var paths []string
+	if len(c.passkeys) > 0 {
+		paths = c.paths("announce")
+	}
 	for i := range c.sockets {
 		conn, err := net.DialUDP("udp", src.udp(ownerAddr(i)), raddr)
 		if err != nil {
@@ -70,7 +76,7 @@ func newUDPDriver(c *config, m *model, target netip.AddrPort) (*udpDriver, error
 		if v6 {
 			bc = ipv6.NewPacketConn(conn)
 		}
-		d.sockets = append(d.sockets, newUDPSocket(c, m, i, conn, bc, v6))
+		d.sockets = append(d.sockets, newUDPSocket(c, m, i, conn, bc, v6, paths))
 	}
 	return d, nil
 }
@@ -148,10 +154,12 @@ type udpSocket struct {
 	ans   udpAnswer
 }
 
-func newUDPSocket(c *config, m *model, i int, conn *net.UDPConn, bc batchConn, v6 bool) *udpSocket {
+// newUDPSocket returns socket i of the driver; paths are the announces'
+// URL data (see udpSocket.paths).
+func newUDPSocket(c *config, m *model, i int, conn *net.UDPConn, bc batchConn, v6 bool, paths []string) *udpSocket {
 	window := c.concurrency
 	s := &udpSocket{
-		c: c, m: m, conn: conn, bc: bc, v6: v6,
+		c: c, m: m, conn: conn, bc: bc, v6: v6, paths: paths,
 		peers:    newPeerSet(m, i, c.sockets, c.seed),
 		rec:      &recorder{},
 		slots:    make([]udpSlot, window),
@@ -160,9 +168,6 @@ func newUDPSocket(c *config, m *model, i int, conn *net.UDPConn, bc batchConn, v
 		wmsgs:    make([]ipv4.Message, window),
 		rmsgs:    make([]ipv4.Message, min(window, maxReadBatch)),
 		minBatch: max(1, window/4),
-	}
-	if len(c.passkeys) > 0 {
-		s.paths = c.paths("announce")
 	}
 	for j := window - 1; j >= 0; j-- {
 		s.slots[j].buf = make([]byte, 0, 1500)
