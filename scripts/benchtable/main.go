@@ -9,7 +9,6 @@
 package main
 
 import (
-	"bufio"
 	"bytes"
 	"cmp"
 	"context"
@@ -713,7 +712,8 @@ type gazelleDB struct {
 	name string
 	dsn  string
 	// passkeys is a file of the users' passkeys, one a line, for the
-	// load tool's -passkeys.
+	// load tool's -passkeys; it lies in the suite's directory, removed
+	// with it.
 	passkeys string
 	torrents int
 }
@@ -725,7 +725,7 @@ func (s *suite) gazelleFor(torrents int) (*gazelleDB, error) {
 		return nil, s.gazelleErr
 	}
 	if s.gazelle == nil {
-		s.gazelle, s.gazelleErr = newGazelleDB(s.o.mysqlDSN, max(s.o.users, 1))
+		s.gazelle, s.gazelleErr = newGazelleDB(s.o.mysqlDSN, max(s.o.users, 1), filepath.Join(s.dir, "passkeys"))
 		if s.gazelleErr != nil {
 			return nil, s.gazelleErr
 		}
@@ -738,7 +738,9 @@ func (s *suite) gazelleFor(torrents int) (*gazelleDB, error) {
 	return s.gazelle, nil
 }
 
-func newGazelleDB(dsn string, users int) (*gazelleDB, error) {
+// newGazelleDB creates the database with users users, whose passkeys it
+// writes to the file passkeys.
+func newGazelleDB(dsn string, users int, passkeys string) (*gazelleDB, error) {
 	cfg, err := mysql.ParseDSN(dsn)
 	if err != nil {
 		return nil, fmt.Errorf("-mysql-dsn: %w", err)
@@ -759,7 +761,7 @@ func newGazelleDB(dsn string, users int) (*gazelleDB, error) {
 	}
 	var rnd [4]byte
 	_, _ = rand.Read(rnd[:])
-	d := &gazelleDB{root: root, name: "chihaya_bench_" + hex.EncodeToString(rnd[:])}
+	d := &gazelleDB{root: root, name: "chihaya_bench_" + hex.EncodeToString(rnd[:]), passkeys: passkeys}
 	if _, err := root.Exec("CREATE DATABASE " + d.name + " CHARACTER SET utf8mb4"); err != nil {
 		root.Close()
 		return nil, err
@@ -784,14 +786,9 @@ func newGazelleDB(dsn string, users int) (*gazelleDB, error) {
 }
 
 // addUsers registers n users with random passkeys, as Gazelle's sign-up
-// does, and writes their passkeys to a file for the load tool.
+// does, and writes their passkeys to d.passkeys for the load tool.
 func (d *gazelleDB) addUsers(n int) error {
-	f, err := os.CreateTemp("", "chihaya-bench-passkeys-")
-	if err != nil {
-		return err
-	}
-	d.passkeys = f.Name()
-	w := bufio.NewWriter(f)
+	var keys strings.Builder
 	for first := 0; first < n; first += 1000 {
 		var q strings.Builder
 		q.WriteString("INSERT INTO " + d.name + ".users_main (Username, Email, torrent_pass, can_leech, Visible, IP, Enabled) VALUES ")
@@ -803,21 +800,16 @@ func (d *gazelleDB) addUsers(n int) error {
 				q.WriteString(", ")
 			}
 			fmt.Fprintf(&q, "('bench%d', 'bench%d@example.org', '%s', 1, '1', '127.0.0.1', '1')", i, i, pk)
-			w.WriteString(pk + "\n")
+			keys.WriteString(pk + "\n")
 		}
 		if _, err := d.root.Exec(q.String()); err != nil {
-			f.Close()
 			return err
 		}
 	}
-	if err := w.Flush(); err != nil {
-		f.Close()
+	if err := os.WriteFile(d.passkeys, []byte(keys.String()), 0o600); err != nil {
 		return err
 	}
-	if err := f.Close(); err != nil {
-		return err
-	}
-	_, err = d.root.Exec("INSERT INTO " + d.name + ".users_leech_stats (UserID, Uploaded, Downloaded) SELECT ID, 0, 0 FROM " + d.name + ".users_main")
+	_, err := d.root.Exec("INSERT INTO " + d.name + ".users_leech_stats (UserID, Uploaded, Downloaded) SELECT ID, 0, 0 FROM " + d.name + ".users_main")
 	return err
 }
 
@@ -863,9 +855,6 @@ func listInfoHashes(tool string, n int) ([]byte, error) {
 }
 
 func (d *gazelleDB) drop() {
-	if d.passkeys != "" {
-		os.Remove(d.passkeys)
-	}
 	if _, err := d.root.Exec("DROP DATABASE IF EXISTS " + d.name); err != nil {
 		fmt.Fprintf(os.Stderr, "benchtable: dropping %s: %v\n", d.name, err)
 	}
