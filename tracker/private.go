@@ -109,12 +109,13 @@ func (p *Private) warm(hashes []bittorrent.InfoHash, peers []bittorrent.PeerID, 
 			if e != nil {
 				prefetch.Line(unsafe.Pointer(e))
 			}
-			users[i] = nil
+			var u *userEntry
 			if i < len(passkeys) && passkeys[i] != "" {
-				if u := p.users[passkeys[i]]; u != nil {
-					users[i] = u
-					prefetch.Line(unsafe.Pointer(u))
-				}
+				u = p.users[passkeys[i]]
+			}
+			users[i] = u
+			if u != nil {
+				prefetch.Line(unsafe.Pointer(u))
 			}
 		}
 		p.mu.RUnlock()
