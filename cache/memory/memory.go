@@ -278,19 +278,46 @@ const warmLines = 16
 // BenchmarkAnnounceBatch measures the difference. Prefetches rather than
 // loads, because the shard's lock is a full barrier: loads would have to
 // arrive before the next swarm's lookup could start, prefetches need not.
+//
+// The records' address is in the swarm, so reading it right after the
+// lookup would wait for the swarm's line; hashes are therefore taken in
+// groups, the swarms of a group asked for first and their records in a
+// second pass, by when the swarms have arrived.
 func (st *store) Warm(hashes []bittorrent.InfoHash) {
-	for i := range hashes {
-		sh := st.shard(hashes[i])
-		sh.mu.Lock()
-		if s := sh.swarms[hashes[i]]; s != nil {
-			prefetch.Line(unsafe.Pointer(&s.oldest))
+	var found [warmGroup]*swarm
+	for len(hashes) > 0 {
+		group := hashes[:min(len(hashes), warmGroup)]
+		hashes = hashes[len(group):]
+		for i := range group {
+			sh := st.shard(group[i])
+			sh.mu.Lock()
+			s := sh.swarms[group[i]]
+			sh.mu.Unlock()
+			if s != nil {
+				prefetch.Lines(unsafe.Pointer(s), 2, prefetch.LineSize)
+			}
+			found[i] = s
+		}
+		for i, s := range found[:len(group)] {
+			if s == nil {
+				continue
+			}
+			// The swarm may have been deleted since, which makes this a
+			// wasted hint, not a wrong one; the lock keeps the read of
+			// its records' slice apart from an announce's write.
+			sh := st.shard(group[i])
+			sh.mu.Lock()
 			if b := s.v4.b; len(b) > 0 {
 				prefetch.Lines(unsafe.Pointer(&b[0]), min((len(b)+prefetch.LineSize-1)/prefetch.LineSize, warmLines), prefetch.LineSize)
 			}
+			sh.mu.Unlock()
 		}
-		sh.mu.Unlock()
 	}
 }
+
+// warmGroup is how many swarms Warm asks for before it asks for their
+// records: a UDP batch's worth.
+const warmGroup = 32
 
 // update applies an announce other than stopped to the peer with hash h,
 // whose records are in slots i4 and i6 (-1: none) with flags f, adding a

@@ -584,7 +584,12 @@ func TestWarmIsOnlyAHint(t *testing.T) {
 		t.Fatalf("after Warm, scrape = %+v; want only the known swarm, its 30 peers unchanged", got)
 	}
 
-	churn := []bittorrent.InfoHash{hash(3), hash(4), hash(5), hash(6)}
+	// More hashes than Warm takes in one group, so that it goes round
+	// its groups while the swarms come and go.
+	var churn []bittorrent.InfoHash
+	for i := range 2*warmGroup + 5 {
+		churn = append(churn, hash(3+i%7))
+	}
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
