@@ -25,6 +25,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"hash/maphash"
 	"log/slog"
 	"math"
 	"math/rand/v2"
@@ -70,7 +71,7 @@ func (driver) Open(raw json.RawMessage, opts cache.Options) (cache.Store, error)
 // shardState is the part of a shard that matters; see shard.
 type shardState struct {
 	mu     sync.Mutex
-	swarms map[bittorrent.InfoHash]*swarm
+	swarms index
 	// rng is used under mu only, so picking peers needs no other lock.
 	rng rand.PCG
 }
@@ -146,9 +147,10 @@ func open(c config, opts cache.Options) (*store, error) {
 		stop:         make(chan struct{}),
 		done:         make(chan struct{}),
 	}
+	seed := maphash.MakeSeed()
 	for i := range st.shards {
 		sh := &st.shards[i]
-		sh.swarms = make(map[bittorrent.InfoHash]*swarm)
+		sh.swarms = newIndex(seed)
 		sh.rng.Seed(rand.Uint64(), rand.Uint64())
 	}
 	st.clock.Store(st.seconds(st.now()))
@@ -204,7 +206,8 @@ func (st *store) Announce(_ context.Context, a *cache.Announce, r *cache.Result)
 	sh.mu.Lock()
 	defer sh.mu.Unlock()
 
-	s := sh.lookup(a.InfoHash, now, st.life)
+	hv := sh.swarms.hash(&a.InfoHash)
+	s := sh.lookup(&a.InfoHash, hv, now, st.life)
 	if s == nil {
 		if !adds {
 			// Neither a departing peer nor one without an address may
@@ -212,7 +215,7 @@ func (st *store) Announce(_ context.Context, a *cache.Announce, r *cache.Result)
 			return nil
 		}
 		s = newSwarm(now, st.layout)
-		sh.swarms[a.InfoHash] = s
+		sh.swarms.insert(&a.InfoHash, hv, s)
 	}
 	s.touched = now
 
@@ -271,27 +274,34 @@ func (st *store) Announce(_ context.Context, a *cache.Announce, r *cache.Result)
 // its index and whose answer is a few records from a random place.
 const warmLines = 16
 
-// Warm implements cache.Warmer. It looks up each swarm and asks the CPU for
-// its state and the start of its IPv4 records (package prefetch). Asking
-// for a whole batch first lets the cache misses of different swarms
-// overlap, where an announce waits for its own one after another;
-// BenchmarkAnnounceBatch measures the difference. Prefetches rather than
-// loads, because the shard's lock is a full barrier: loads would have to
-// arrive before the next swarm's lookup could start, prefetches need not.
-//
-// The records' address is in the swarm, so reading it right after the
-// lookup would wait for the swarm's line; hashes are therefore taken in
-// groups, the swarms of a group asked for first and their records in a
-// second pass, by when the swarms have arrived.
+// Warm implements cache.Warmer. It asks the CPU for each swarm's slot in
+// its shard's index, then for the swarm, then for the start of its IPv4
+// records (package prefetch), each step for a group of hashes before the
+// next step reads what the last one asked for. So the cache misses of a
+// batch's swarms overlap, where an announce waits for its own one after
+// another; BenchmarkAnnounceBatch measures the difference. Prefetches
+// rather than loads, because the shard's lock is a full barrier: loads
+// would have to arrive before the next swarm's lookup could start,
+// prefetches need not.
 func (st *store) Warm(hashes []bittorrent.InfoHash) {
-	var found [warmGroup]*swarm
+	var (
+		hv    [warmGroup]uint64
+		found [warmGroup]*swarm
+	)
 	for len(hashes) > 0 {
 		group := hashes[:min(len(hashes), warmGroup)]
 		hashes = hashes[len(group):]
 		for i := range group {
 			sh := st.shard(group[i])
 			sh.mu.Lock()
-			s := sh.swarms[group[i]]
+			hv[i] = sh.swarms.hash(&group[i])
+			sh.swarms.warm(hv[i])
+			sh.mu.Unlock()
+		}
+		for i := range group {
+			sh := st.shard(group[i])
+			sh.mu.Lock()
+			s := sh.swarms.find(&group[i], hv[i])
 			sh.mu.Unlock()
 			if s != nil {
 				prefetch.Lines(unsafe.Pointer(s), 2, prefetch.LineSize)
@@ -302,7 +312,7 @@ func (st *store) Warm(hashes []bittorrent.InfoHash) {
 			if s == nil {
 				continue
 			}
-			// The swarm may have been deleted since, which makes this a
+			// The swarm may have been removed since, which makes this a
 			// wasted hint, not a wrong one; the lock keeps the read of
 			// its records' slice apart from an announce's write.
 			sh := st.shard(group[i])
@@ -384,7 +394,7 @@ func (st *store) Scrape(_ context.Context, hashes []bittorrent.InfoHash, dst []b
 	for _, h := range hashes {
 		sh := st.shard(h)
 		sh.mu.Lock()
-		if s := sh.lookup(h, now, st.life); s != nil {
+		if s := sh.lookup(&h, sh.swarms.hash(&h), now, st.life); s != nil {
 			dst = append(dst, bittorrent.Scrape{
 				InfoHash:   h,
 				Complete:   s.seeders,
@@ -410,10 +420,10 @@ func (st *store) Walk(ctx context.Context, fn func(bittorrent.Scrape) error) err
 		sh := &st.shards[i]
 		batch = batch[:0]
 		sh.mu.Lock()
-		for h := range sh.swarms {
-			if s := sh.lookup(h, now, st.life); s != nil {
+		for h, s := range sh.swarms.all() {
+			if sh.keep(h, s, now, st.life) {
 				batch = append(batch, bittorrent.Scrape{
-					InfoHash:   h,
+					InfoHash:   *h,
 					Complete:   s.seeders,
 					Incomplete: s.peers - s.seeders,
 					Snatches:   s.snatches,
@@ -476,11 +486,12 @@ func (st *store) reap(t time.Time) {
 	for i := range st.shards {
 		sh := &st.shards[i]
 		sh.mu.Lock()
-		for h := range sh.swarms {
-			if s := sh.lookup(h, now, st.life); s != nil {
+		for h, s := range sh.swarms.all() {
+			if sh.keep(h, s, now, st.life) {
 				s.compact()
 			}
 		}
+		sh.swarms.shrink()
 		sh.mu.Unlock()
 	}
 }
@@ -489,15 +500,22 @@ func (st *store) reap(t time.Time) {
 // A swarm left empty for a peer lifetime since its last announce is deleted
 // here rather than only by the reaper, so what clients see never depends
 // on when the reaper last ran.
-func (sh *shard) lookup(h bittorrent.InfoHash, now, life uint32) *swarm {
-	s := sh.swarms[h]
-	if s == nil {
-		return nil
+// hv is h's seeded hash (index.hash).
+func (sh *shard) lookup(h *bittorrent.InfoHash, hv uint64, now, life uint32) *swarm {
+	if s := sh.swarms.find(h, hv); s != nil && sh.keep(h, s, now, life) {
+		return s
 	}
+	return nil
+}
+
+// keep drops the expired endpoints of s, the swarm of h, and reports
+// whether it stays; a swarm with no peers left a peer lifetime after its
+// last announce is removed.
+func (sh *shard) keep(h *bittorrent.InfoHash, s *swarm, now, life uint32) bool {
 	s.sweep(now, life)
 	if s.peers == 0 && expired(s.touched, now, life) {
-		delete(sh.swarms, h)
-		return nil
+		sh.swarms.remove(h, sh.swarms.hash(h))
+		return false
 	}
-	return s
+	return true
 }

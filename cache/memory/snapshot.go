@@ -147,12 +147,11 @@ func (st *store) writeSnapshot(w io.Writer) (snapStats, error) {
 			buf = binary.BigEndian.AppendUint64(buf, st.key[0])
 			buf = binary.BigEndian.AppendUint64(buf, st.key[1])
 		}
-		for h := range sh.swarms {
-			s := sh.lookup(h, now, st.life)
-			if s == nil {
+		for h, s := range sh.swarms.all() {
+			if !sh.keep(h, s, now, st.life) {
 				continue
 			}
-			buf = s.appendSnapshot(buf, h, now)
+			buf = s.appendSnapshot(buf, *h, now)
 			stats.swarms++
 			stats.peers += int(s.peers)
 		}
@@ -619,7 +618,7 @@ func (st *store) empty() bool {
 	for i := range st.shards {
 		sh := &st.shards[i]
 		sh.mu.Lock()
-		n := len(sh.swarms)
+		n := sh.swarms.len()
 		sh.mu.Unlock()
 		if n > 0 {
 			return false
@@ -641,14 +640,15 @@ func (st *store) install(staged []map[bittorrent.InfoHash]*swarm, key peerKey) e
 		}
 	}()
 	for i := range st.shards {
-		if len(st.shards[i].swarms) > 0 {
+		if st.shards[i].swarms.len() > 0 {
 			return errSnapNotEmpty
 		}
 	}
 	st.key = key
 	for i, m := range staged {
-		if m != nil {
-			st.shards[i].swarms = m
+		sh := &st.shards[i]
+		for h, s := range m {
+			sh.swarms.insert(&h, sh.swarms.hash(&h), s)
 		}
 	}
 	return nil
