@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/chihaya/chihaya/bittorrent"
+	"github.com/chihaya/chihaya/internal/hashtab"
 	"github.com/chihaya/chihaya/storage"
 )
 
@@ -49,10 +50,12 @@ type Private struct {
 	cfg   PrivateConfig
 	stats Stats
 
-	mu       sync.RWMutex
-	users    map[string]*userEntry // by passkey
+	mu sync.RWMutex
+	// users and torrents are hash tables of their own so that a batch
+	// hint can ask for their slots before looking them up (warm).
+	users    hashtab.Table[string, userEntry] // by passkey
 	byUserID map[uint32]*userEntry
-	torrents map[bittorrent.InfoHash]*torrentEntry // by v1 and v2 hash
+	torrents hashtab.Table[bittorrent.InfoHash, torrentEntry] // by v1 and v2 hash
 	byTorID  map[uint32]*torrentEntry
 	tokens   map[tokenKey]struct{}
 	deleted  map[bittorrent.InfoHash]deletion
@@ -122,9 +125,9 @@ func NewPrivate(t *Tracker, cfg PrivateConfig, stats Stats) *Private {
 		t:        t,
 		cfg:      cfg,
 		stats:    stats,
-		users:    map[string]*userEntry{},
+		users:    hashtab.New[string, userEntry](),
 		byUserID: map[uint32]*userEntry{},
-		torrents: map[bittorrent.InfoHash]*torrentEntry{},
+		torrents: hashtab.New[bittorrent.InfoHash, torrentEntry](),
 		byTorID:  map[uint32]*torrentEntry{},
 		tokens:   map[tokenKey]struct{}{},
 		deleted:  map[bittorrent.InfoHash]deletion{},
@@ -160,7 +163,7 @@ func (p *Private) Replace(s *storage.Snapshot) {
 	for id, e := range p.byUserID {
 		if !keepUsers[id] {
 			delete(p.byUserID, id)
-			delete(p.users, e.info.Load().Passkey)
+			p.users.Delete(&e.info.Load().Passkey)
 		}
 	}
 
@@ -196,18 +199,18 @@ func (p *Private) putUserLocked(u storage.User) {
 		e = &userEntry{}
 		p.byUserID[u.ID] = e
 	} else if old := e.info.Load(); old.Passkey != u.Passkey {
-		delete(p.users, old.Passkey)
+		p.users.Delete(&old.Passkey)
 	}
 	e.info.Store(&u)
-	p.users[u.Passkey] = e
+	p.users.Set(&u.Passkey, e)
 }
 
 // UpdateUser implements storage.Policy.
 func (p *Private) UpdateUser(passkey string, canLeech, protected bool) bool {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	e, ok := p.users[passkey]
-	if !ok {
+	e := p.users.Find(&passkey)
+	if e == nil {
 		return false
 	}
 	u := *e.info.Load()
@@ -220,8 +223,8 @@ func (p *Private) UpdateUser(passkey string, canLeech, protected bool) bool {
 func (p *Private) RemoveUser(passkey string) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if e, ok := p.users[passkey]; ok {
-		delete(p.users, passkey)
+	if e := p.users.Find(&passkey); e != nil {
+		p.users.Delete(&passkey)
 		delete(p.byUserID, e.info.Load().ID)
 	}
 }
@@ -230,24 +233,24 @@ func (p *Private) RemoveUser(passkey string) {
 func (p *Private) ChangePasskey(oldPasskey, newPasskey string) bool {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	e, ok := p.users[oldPasskey]
-	if !ok {
+	e := p.users.Find(&oldPasskey)
+	if e == nil {
 		return false
 	}
 	u := *e.info.Load()
 	u.Passkey = newPasskey
-	delete(p.users, oldPasskey)
+	p.users.Delete(&oldPasskey)
 	e.info.Store(&u)
-	p.users[newPasskey] = e
+	p.users.Set(&newPasskey, e)
 	return true
 }
 
 // User implements storage.Policy.
 func (p *Private) User(passkey string) (storage.User, bool) {
 	p.mu.RLock()
-	e, ok := p.users[passkey]
+	e := p.users.Find(&passkey)
 	p.mu.RUnlock()
-	if !ok {
+	if e == nil {
 		return storage.User{}, false
 	}
 	return *e.info.Load(), true
@@ -270,17 +273,17 @@ func (p *Private) putTorrentLocked(t storage.Torrent) {
 		p.byTorID[t.ID] = e
 	} else {
 		old := e.info.Load()
-		delete(p.torrents, old.InfoHash)
+		p.torrents.Delete(&old.InfoHash)
 		if old.InfoHashV2 != (bittorrent.InfoHash{}) {
-			delete(p.torrents, old.InfoHashV2)
+			p.torrents.Delete(&old.InfoHashV2)
 		}
 	}
 	e.info.Store(&t)
 	e.snatches.Store(t.Snatches)
-	p.torrents[t.InfoHash] = e
+	p.torrents.Set(&t.InfoHash, e)
 	delete(p.deleted, t.InfoHash)
 	if t.InfoHashV2 != (bittorrent.InfoHash{}) {
-		p.torrents[t.InfoHashV2] = e
+		p.torrents.Set(&t.InfoHashV2, e)
 	}
 }
 
@@ -288,8 +291,8 @@ func (p *Private) putTorrentLocked(t storage.Torrent) {
 func (p *Private) SetLeech(h bittorrent.InfoHash, l storage.Leech) bool {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	e, ok := p.torrents[h]
-	if !ok {
+	e := p.torrents.Find(&h)
+	if e == nil {
 		return false
 	}
 	t := *e.info.Load()
@@ -302,8 +305,8 @@ func (p *Private) SetLeech(h bittorrent.InfoHash, l storage.Leech) bool {
 func (p *Private) DeleteTorrent(h bittorrent.InfoHash, reason int) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	e, ok := p.torrents[h]
-	if !ok {
+	e := p.torrents.Find(&h)
+	if e == nil {
 		return
 	}
 	p.dropTorrentLocked(e.info.Load().ID, e)
@@ -321,11 +324,11 @@ func (p *Private) DeleteTorrent(h bittorrent.InfoHash, reason int) {
 func (p *Private) dropTorrentLocked(id uint32, e *torrentEntry) {
 	t := e.info.Load()
 	delete(p.byTorID, id)
-	if p.torrents[t.InfoHash] == e {
-		delete(p.torrents, t.InfoHash)
+	if p.torrents.Find(&t.InfoHash) == e {
+		p.torrents.Delete(&t.InfoHash)
 	}
-	if t.InfoHashV2 != (bittorrent.InfoHash{}) && p.torrents[t.InfoHashV2] == e {
-		delete(p.torrents, t.InfoHashV2)
+	if t.InfoHashV2 != (bittorrent.InfoHash{}) && p.torrents.Find(&t.InfoHashV2) == e {
+		p.torrents.Delete(&t.InfoHashV2)
 	}
 	p.live.dropTorrent(id, p.userCountersLocked)
 }
@@ -333,9 +336,9 @@ func (p *Private) dropTorrentLocked(id uint32, e *torrentEntry) {
 // Torrent implements storage.Policy.
 func (p *Private) Torrent(h bittorrent.InfoHash) (storage.Torrent, bool) {
 	p.mu.RLock()
-	e, ok := p.torrents[h]
+	e := p.torrents.Find(&h)
 	p.mu.RUnlock()
-	if !ok {
+	if e == nil {
 		return storage.Torrent{}, false
 	}
 	return *e.info.Load(), true
@@ -426,9 +429,9 @@ func (p *Private) UserActivity(userID uint32) (seeding, leeching int) {
 // TorrentActivity implements storage.Policy.
 func (p *Private) TorrentActivity(h bittorrent.InfoHash) (storage.TorrentActivity, bool) {
 	p.mu.RLock()
-	e, ok := p.torrents[h]
+	e := p.torrents.Find(&h)
 	p.mu.RUnlock()
-	if !ok {
+	if e == nil {
 		return storage.TorrentActivity{}, false
 	}
 	t := e.info.Load()

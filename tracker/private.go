@@ -46,8 +46,8 @@ func (p *Private) admit(req *bittorrent.AnnounceRequest, a *cache.Announce, ad *
 	// sets them before use.
 	ad.user, ad.torrent, ad.leechDenied = nil, nil, false
 	p.mu.RLock()
-	user := p.users[req.Passkey]
-	tor := p.torrents[req.InfoHash]
+	user := p.users.Find(&req.Passkey)
+	tor := p.torrents.Find(&req.InfoHash)
 	var del deletion
 	var deleted bool
 	if tor == nil {
@@ -86,36 +86,57 @@ const warmChunk = 32
 
 // warm is the private rules' part of a batch hint (Tracker.Warm): it asks
 // the CPU for the memory the announces for hashes will read, torrent by
-// torrent in three rounds: the registry entries and the announcing users'
-// entries (passkeys[i], for hashes[i]), then each torrent's and user's
-// settings and the torrent's live swarm with its tags, then the session
-// whose tag matches the announcing peer's id (peers[i]), which is the one
-// its announce will find and update. Each round's misses overlap one
-// another; taken by the announces one at a time, each waits for the one
-// before. Only the registry lookups need a lock, one read lock for the
-// chunk; the rest follows atomic pointers and words and prefetches, which
-// read nothing (see package prefetch), so that no locked instruction
-// orders the loads between them.
+// torrent in four rounds: the registry's and the users' table slots of
+// each torrent and announcing user (passkeys[i], for hashes[i]), then the
+// entries in them and the passkeys' bytes, which a lookup compares, then
+// each torrent's and user's settings and the torrent's live swarm with
+// its tags, then the session whose tag matches the announcing peer's id
+// (peers[i]), which is the one its announce will find and update. Each
+// round's misses overlap one another; taken by the announces one at a
+// time, each waits for the one before. Only the table lookups need a
+// lock, one read lock for the chunk; the rest follows atomic pointers and
+// words and prefetches, which read nothing (see package prefetch), so
+// that no locked instruction orders the loads between them.
 func (p *Private) warm(hashes []bittorrent.InfoHash, peers []bittorrent.PeerID, passkeys []string) {
-	var entries [warmChunk]*torrentEntry
-	var users [warmChunk]*userEntry
-	var swarms [warmChunk]*liveSwarm
+	var (
+		torrentHash, userHash [warmChunk]uint64
+		entries               [warmChunk]*torrentEntry
+		users                 [warmChunk]*userEntry
+		swarms                [warmChunk]*liveSwarm
+	)
 	for len(hashes) > 0 {
 		n := min(len(hashes), warmChunk)
+		keys := passkeys[:min(n, len(passkeys))]
 		p.mu.RLock()
-		for i, h := range hashes[:n] {
-			e := p.torrents[h]
+		for i := range hashes[:n] {
+			torrentHash[i] = p.torrents.Hash(&hashes[i])
+			p.torrents.Prefetch(torrentHash[i])
+		}
+		for i := range keys {
+			if keys[i] != "" {
+				userHash[i] = p.users.Hash(&keys[i])
+				p.users.Prefetch(userHash[i])
+			}
+		}
+		for i := range hashes[:n] {
+			e := p.torrents.FindHashed(&hashes[i], torrentHash[i])
 			entries[i] = e
 			if e != nil {
 				prefetch.Line(unsafe.Pointer(e))
 			}
-			var u *userEntry
-			if i < len(passkeys) && passkeys[i] != "" {
-				u = p.users[passkeys[i]]
+		}
+		clear(users[:n])
+		for i, k := range keys {
+			if k == "" {
+				continue
 			}
-			users[i] = u
-			if u != nil {
+			// By hash alone: comparing the passkey would wait for
+			// its bytes, which are elsewhere; they are asked for
+			// instead, for the announce's own lookup.
+			if key, u := p.users.Hinted(userHash[i]); u != nil {
+				prefetch.Line(unsafe.Pointer(unsafe.StringData(*key)))
 				prefetch.Line(unsafe.Pointer(u))
+				users[i] = u
 			}
 		}
 		p.mu.RUnlock()
@@ -280,12 +301,12 @@ func scale(n uint64, m float64) uint64 {
 // only, each answered under the hash it was asked by.
 func (p *Private) scrape(ctx context.Context, req *bittorrent.ScrapeRequest, resp *bittorrent.ScrapeResponse) error {
 	p.mu.RLock()
-	_, ok := p.users[req.Passkey]
+	ok := p.users.Find(&req.Passkey) != nil
 	canonical := make([]bittorrent.InfoHash, 0, len(req.InfoHashes))
 	asked := make([]bittorrent.InfoHash, 0, len(req.InfoHashes))
 	entries := make([]*torrentEntry, 0, len(req.InfoHashes))
 	for _, h := range req.InfoHashes {
-		if e := p.torrents[h]; e != nil {
+		if e := p.torrents.Find(&h); e != nil {
 			asked = append(asked, h)
 			canonical = append(canonical, e.info.Load().InfoHash)
 			entries = append(entries, e)

@@ -596,7 +596,7 @@ func TestPrivateTorrentRowsCountTheSwarm(t *testing.T) {
 	e.ok(ann{user: alice, hash: normalHash, peer: 1, left: 0})
 	e.ok(ann{user: bob, hash: normalHash, peer: 2, left: 10})
 	e.p.mu.RLock()
-	entry := e.p.torrents[normalHash]
+	entry := e.p.torrents.Find(&normalHash)
 	e.p.mu.RUnlock()
 	// A late store of what an earlier announce saw.
 	e.p.count(entry, 0, 1, false, false, e.clock.Now())

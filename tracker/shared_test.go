@@ -141,11 +141,11 @@ func (in *instance) state() state {
 		Interval:  p.AnnounceInterval(),
 		Jitter:    p.AnnounceJitter(),
 	}
-	for k, e := range p.users {
-		s.Users[k] = *e.info.Load()
+	for k, e := range p.users.All() {
+		s.Users[*k] = *e.info.Load()
 	}
-	for h, e := range p.torrents {
-		s.Torrents[h] = *e.info.Load()
+	for h, e := range p.torrents.All() {
+		s.Torrents[*h] = *e.info.Load()
 	}
 	for tok := range p.tokens {
 		s.Tokens = append(s.Tokens, tok.token())

@@ -25,7 +25,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"hash/maphash"
 	"log/slog"
 	"math"
 	"math/rand/v2"
@@ -37,6 +36,7 @@ import (
 
 	"github.com/chihaya/chihaya/bittorrent"
 	"github.com/chihaya/chihaya/cache"
+	"github.com/chihaya/chihaya/internal/hashtab"
 	"github.com/chihaya/chihaya/internal/prefetch"
 )
 
@@ -71,7 +71,7 @@ func (driver) Open(raw json.RawMessage, opts cache.Options) (cache.Store, error)
 // shardState is the part of a shard that matters; see shard.
 type shardState struct {
 	mu     sync.Mutex
-	swarms index
+	swarms hashtab.Table[bittorrent.InfoHash, swarm]
 	// rng is used under mu only, so picking peers needs no other lock.
 	rng rand.PCG
 }
@@ -147,10 +147,9 @@ func open(c config, opts cache.Options) (*store, error) {
 		stop:         make(chan struct{}),
 		done:         make(chan struct{}),
 	}
-	seed := maphash.MakeSeed()
 	for i := range st.shards {
 		sh := &st.shards[i]
-		sh.swarms = newIndex(seed)
+		sh.swarms = hashtab.New[bittorrent.InfoHash, swarm]()
 		sh.rng.Seed(rand.Uint64(), rand.Uint64())
 	}
 	st.clock.Store(st.seconds(st.now()))
@@ -206,7 +205,7 @@ func (st *store) Announce(_ context.Context, a *cache.Announce, r *cache.Result)
 	sh.mu.Lock()
 	defer sh.mu.Unlock()
 
-	hv := sh.swarms.hash(&a.InfoHash)
+	hv := sh.swarms.Hash(&a.InfoHash)
 	s := sh.lookup(&a.InfoHash, hv, now, st.life)
 	if s == nil {
 		if !adds {
@@ -215,7 +214,7 @@ func (st *store) Announce(_ context.Context, a *cache.Announce, r *cache.Result)
 			return nil
 		}
 		s = newSwarm(now, st.layout)
-		sh.swarms.insert(&a.InfoHash, hv, s)
+		sh.swarms.SetHashed(&a.InfoHash, hv, s)
 	}
 	s.touched = now
 
@@ -294,14 +293,14 @@ func (st *store) Warm(hashes []bittorrent.InfoHash) {
 		for i := range group {
 			sh := st.shard(group[i])
 			sh.mu.Lock()
-			hv[i] = sh.swarms.hash(&group[i])
-			sh.swarms.warm(hv[i])
+			hv[i] = sh.swarms.Hash(&group[i])
+			sh.swarms.Prefetch(hv[i])
 			sh.mu.Unlock()
 		}
 		for i := range group {
 			sh := st.shard(group[i])
 			sh.mu.Lock()
-			s := sh.swarms.find(&group[i], hv[i])
+			s := sh.swarms.FindHashed(&group[i], hv[i])
 			sh.mu.Unlock()
 			if s != nil {
 				prefetch.Lines(unsafe.Pointer(s), 2, prefetch.LineSize)
@@ -394,7 +393,7 @@ func (st *store) Scrape(_ context.Context, hashes []bittorrent.InfoHash, dst []b
 	for _, h := range hashes {
 		sh := st.shard(h)
 		sh.mu.Lock()
-		if s := sh.lookup(&h, sh.swarms.hash(&h), now, st.life); s != nil {
+		if s := sh.lookup(&h, sh.swarms.Hash(&h), now, st.life); s != nil {
 			dst = append(dst, bittorrent.Scrape{
 				InfoHash:   h,
 				Complete:   s.seeders,
@@ -420,7 +419,7 @@ func (st *store) Walk(ctx context.Context, fn func(bittorrent.Scrape) error) err
 		sh := &st.shards[i]
 		batch = batch[:0]
 		sh.mu.Lock()
-		for h, s := range sh.swarms.all() {
+		for h, s := range sh.swarms.All() {
 			if sh.keep(h, s, now, st.life) {
 				batch = append(batch, bittorrent.Scrape{
 					InfoHash:   *h,
@@ -486,12 +485,12 @@ func (st *store) reap(t time.Time) {
 	for i := range st.shards {
 		sh := &st.shards[i]
 		sh.mu.Lock()
-		for h, s := range sh.swarms.all() {
+		for h, s := range sh.swarms.All() {
 			if sh.keep(h, s, now, st.life) {
 				s.compact()
 			}
 		}
-		sh.swarms.shrink()
+		sh.swarms.Shrink()
 		sh.mu.Unlock()
 	}
 }
@@ -500,9 +499,9 @@ func (st *store) reap(t time.Time) {
 // A swarm left empty for a peer lifetime since its last announce is deleted
 // here rather than only by the reaper, so what clients see never depends
 // on when the reaper last ran.
-// hv is h's seeded hash (index.hash).
+// hv is h's hash in the shard's table.
 func (sh *shard) lookup(h *bittorrent.InfoHash, hv uint64, now, life uint32) *swarm {
-	if s := sh.swarms.find(h, hv); s != nil && sh.keep(h, s, now, life) {
+	if s := sh.swarms.FindHashed(h, hv); s != nil && sh.keep(h, s, now, life) {
 		return s
 	}
 	return nil
@@ -514,7 +513,7 @@ func (sh *shard) lookup(h *bittorrent.InfoHash, hv uint64, now, life uint32) *sw
 func (sh *shard) keep(h *bittorrent.InfoHash, s *swarm, now, life uint32) bool {
 	s.sweep(now, life)
 	if s.peers == 0 && expired(s.touched, now, life) {
-		sh.swarms.remove(h, sh.swarms.hash(h))
+		sh.swarms.Delete(h)
 		return false
 	}
 	return true

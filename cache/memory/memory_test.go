@@ -213,7 +213,7 @@ func (st *store) swarm(h bittorrent.InfoHash) *swarm {
 	sh := st.shard(h)
 	sh.mu.Lock()
 	defer sh.mu.Unlock()
-	return sh.swarms.find(&h, sh.swarms.hash(&h))
+	return sh.swarms.Find(&h)
 }
 
 func TestReapDeletesIdleSwarms(t *testing.T) {

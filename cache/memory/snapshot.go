@@ -147,7 +147,7 @@ func (st *store) writeSnapshot(w io.Writer) (snapStats, error) {
 			buf = binary.BigEndian.AppendUint64(buf, st.key[0])
 			buf = binary.BigEndian.AppendUint64(buf, st.key[1])
 		}
-		for h, s := range sh.swarms.all() {
+		for h, s := range sh.swarms.All() {
 			if !sh.keep(h, s, now, st.life) {
 				continue
 			}
@@ -618,7 +618,7 @@ func (st *store) empty() bool {
 	for i := range st.shards {
 		sh := &st.shards[i]
 		sh.mu.Lock()
-		n := sh.swarms.len()
+		n := sh.swarms.Len()
 		sh.mu.Unlock()
 		if n > 0 {
 			return false
@@ -640,7 +640,7 @@ func (st *store) install(staged []map[bittorrent.InfoHash]*swarm, key peerKey) e
 		}
 	}()
 	for i := range st.shards {
-		if st.shards[i].swarms.len() > 0 {
+		if st.shards[i].swarms.Len() > 0 {
 			return errSnapNotEmpty
 		}
 	}
@@ -648,7 +648,7 @@ func (st *store) install(staged []map[bittorrent.InfoHash]*swarm, key peerKey) e
 	for i, m := range staged {
 		sh := &st.shards[i]
 		for h, s := range m {
-			sh.swarms.insert(&h, sh.swarms.hash(&h), s)
+			sh.swarms.Set(&h, s)
 		}
 	}
 	return nil

@@ -138,7 +138,7 @@ func state(t testing.TB, s *store, extra uint32) map[bittorrent.InfoHash]swarmSt
 	for i := range s.shards {
 		sh := &s.shards[i]
 		sh.mu.Lock()
-		for h, sw := range sh.swarms.all() {
+		for h, sw := range sh.swarms.All() {
 			if err := sw.check(); err != nil {
 				t.Errorf("swarm %x: %v", h[:4], err)
 			}
