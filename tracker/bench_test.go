@@ -166,3 +166,53 @@ func benchmarkLiveUpdate(b *testing.B, userEach bool) {
 		l.update(a, &last, count)
 	}
 }
+
+// BenchmarkLiveTake measures what a flush of the per-peer rows costs the
+// tracker: taking 200,000 pending rows (10,000 torrents × 20 peers) into
+// the batch. "empty batch" is a flusher's first batches, whose slice has
+// no room yet; "reused batch" is the steady state, where the flusher hands
+// back the slice of an earlier batch. ns/op is per row.
+func BenchmarkLiveTake(b *testing.B) {
+	for _, reuse := range []bool{false, true} {
+		name := "empty batch"
+		if reuse {
+			name = "reused batch"
+		}
+		b.Run(name, func(b *testing.B) {
+			const torrents, peers = 10000, 20
+			var l liveTable
+			l.init(func(storage.PeerRow) {})
+			now := time.Unix(1_700_000_000, 0)
+			entries := make([]torrentEntry, torrents)
+			as := make([]liveAnnounce, torrents*peers)
+			for i := range as {
+				t, u := i/peers, i%peers
+				as[i] = liveAnnounce{
+					entry: &entries[t], torrent: uint32(t + 1), user: uint32(u + 1), now: now, lifetime: time.Hour,
+					addr: netip.AddrFrom4([4]byte{10, byte(u), byte(t >> 8), byte(t)}), port: 6881,
+				}
+				copy(as[i].peer[:], fmt.Sprintf("-BE0001-%012d", u))
+			}
+			count := func(uint32, int32, int32) {}
+			var last storage.PeerRow
+			var batch []storage.PeerRow
+			b.ReportAllocs()
+			b.ResetTimer()
+			for b.Loop() {
+				b.StopTimer()
+				for i := range as {
+					l.update(&as[i], &last, count)
+				}
+				if !reuse {
+					batch = nil
+				}
+				b.StartTimer()
+				batch = l.Take(batch[:0])
+			}
+			if len(batch) != len(as) {
+				b.Fatalf("took %d rows, want %d", len(batch), len(as))
+			}
+			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*len(as)), "ns/row")
+		})
+	}
+}
