@@ -13,7 +13,7 @@ import (
 type FlusherConfig struct {
 	// Interval is how often pending rows are written (Ocelot: 3s).
 	Interval time.Duration
-	// Timeout bounds one write.
+	// Timeout bounds one write, of at most batchRows rows.
 	Timeout time.Duration
 	// MaxBackoff caps the wait after failed writes, which doubles from
 	// Interval.
@@ -200,9 +200,9 @@ func (f *Flusher) run(q flusher) {
 			return
 		case <-timer.C:
 		}
-		ctx, cancel := context.WithTimeout(context.Background(), f.cfg.Timeout)
-		err := q.flush(ctx)
-		cancel()
+		// Each write has its own timeout (see batchRows); the flush as
+		// a whole has none.
+		err := q.flush(context.Background())
 		if err != nil {
 			wait = min(2*wait, f.cfg.MaxBackoff)
 			f.log.Warn("storage write failed; rows kept for the next try", "kind", q.name(), "pending", q.pending(), "retry_in", wait, "err", err)
@@ -412,12 +412,18 @@ func (q *queue[K, R]) recycle(rows []R) {
 	q.mu.Unlock()
 }
 
-// putBack returns rows that were not written, ahead of (older than) the
+// putBack returns the rows of a failed write, ahead of (older than) the
 // rows that arrived meanwhile, merged with them per key.
 func (q *queue[K, R]) putBack(failed []R) {
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	q.st.Retries++
+	q.requeueLocked(failed)
+}
+
+// requeueLocked puts rows not written back in the queue, ahead of (older
+// than) the rows that arrived meanwhile, merged with them per key.
+func (q *queue[K, R]) requeueLocked(failed []R) {
 	newer := q.rows
 	q.rows = nil
 	q.reindexLocked(make([]R, 0, len(failed)+len(newer)))
@@ -432,6 +438,17 @@ func (q *queue[K, R]) putBack(failed []R) {
 	}
 }
 
+// batchRows is the most rows one write carries. A flush writes its rows
+// in batches of this size, each within the write timeout, so that a
+// backlog (after an outage, or under more rows than the database quite
+// keeps up with) goes out piece by piece and what was written stays
+// written. As one write, a backlog that takes longer than the timeout
+// would fail whole at every try, for as long as the backlog lasts.
+const batchRows = 10_000
+
+// flush writes the pending rows, in batches of batchRows, each within the
+// flusher's write timeout and ctx. At the first batch that fails it stops
+// and puts that batch and the ones after it back.
 func (q *queue[K, R]) flush(ctx context.Context) error {
 	q.flushing.Lock()
 	defer q.flushing.Unlock()
@@ -441,7 +458,24 @@ func (q *queue[K, R]) flush(ctx context.Context) error {
 		return nil
 	}
 	start := time.Now()
-	err := q.writeSplitting(ctx, rows)
+	var err error
+	for done := 0; done < len(rows); {
+		batch := rows[done:min(done+batchRows, len(rows))]
+		wctx, cancel := context.WithTimeout(ctx, q.f.cfg.Timeout)
+		err = q.writeSplitting(wctx, batch)
+		cancel()
+		done += len(batch)
+		if err != nil {
+			// writeSplitting put back what of the batch failed;
+			// the batches not tried go back too.
+			if done < len(rows) {
+				q.mu.Lock()
+				q.requeueLocked(rows[done:])
+				q.mu.Unlock()
+			}
+			break
+		}
+	}
 	if err == nil {
 		q.recycle(rows)
 	}

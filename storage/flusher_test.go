@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -22,6 +23,10 @@ type recorder struct {
 	down     bool            // every write fails as if the connection were lost
 	bad      map[uint32]bool // user ids the database refuses
 	batches  int
+	// peerWrites counts WritePeers calls and their sizes; from the
+	// peerWritesOK-th on they fail, when peerWritesOK is above zero.
+	peerWrites   []int
+	peerWritesOK int
 }
 
 func newRecorder() *recorder {
@@ -70,7 +75,8 @@ func (r *recorder) WriteTorrents(_ context.Context, rows []TorrentStats) error {
 func (r *recorder) WritePeers(_ context.Context, rows []PeerRow) error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if r.down {
+	r.peerWrites = append(r.peerWrites, len(rows))
+	if r.down || r.peerWritesOK > 0 && len(r.peerWrites) >= r.peerWritesOK {
 		return errDown
 	}
 	r.peers = append(r.peers, rows...)
@@ -372,5 +378,46 @@ func TestFlusherMergesSourceRows(t *testing.T) {
 	}
 	if p := f.Pending(); p != (Pending{}) {
 		t.Fatalf("pending %+v after a write", p)
+	}
+}
+
+// A backlog goes out in batches of at most batchRows, each its own write:
+// when one fails, the batches before it stay written and only the rest is
+// tried again, so a database that writes a backlog more slowly than one
+// write may take still works through it.
+func TestFlusherWritesBacklogInBatches(t *testing.T) {
+	rec := newRecorder()
+	rec.peerWritesOK = 3 // the third write fails
+	f := newTestFlusher(rec, 0)
+	const n = 7*batchRows/2 + 7
+	for i := range n {
+		f.AddPeer(PeerRow{TorrentID: 1, UserID: uint32(i + 1), Full: true, Active: true})
+	}
+	if err := f.Flush(context.Background()); err == nil {
+		t.Fatal("a flush with a failing write succeeded")
+	}
+	if want := []int{batchRows, batchRows, batchRows}; !slices.Equal(rec.peerWrites, want) {
+		t.Fatalf("writes of %v rows, want %v", rec.peerWrites, want)
+	}
+	if got := f.Pending().Peers; got != n-2*batchRows {
+		t.Fatalf("%d rows pending after two of three batches were written, want %d", got, n-2*batchRows)
+	}
+	rec.mu.Lock()
+	rec.peerWritesOK = 0
+	rec.mu.Unlock()
+	if err := f.Flush(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	written := map[uint32]int{}
+	for _, r := range rec.peers {
+		written[r.UserID]++
+	}
+	for i := range n {
+		if written[uint32(i+1)] != 1 {
+			t.Fatalf("row of user %d written %d times, want once", i+1, written[uint32(i+1)])
+		}
+	}
+	if rest := rec.peerWrites[3:]; !slices.Equal(rest, []int{batchRows, n - 3*batchRows}) {
+		t.Fatalf("the retry wrote %v rows, want %v", rest, []int{batchRows, n - 3*batchRows})
 	}
 }
