@@ -26,10 +26,10 @@ import (
 	"github.com/chihaya/chihaya/internal/prefetch"
 )
 
-// Key is what a table is keyed by: strings, like passkeys, and byte
+// Key is what a table is keyed by: strings, like passkeys, and 20-byte
 // arrays, like info hashes.
 type Key interface {
-	string | ~[20]byte | ~[32]byte
+	string | ~[20]byte
 }
 
 // Table maps keys to non-nil pointers. Make one with New.
