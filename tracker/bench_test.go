@@ -133,9 +133,26 @@ func BenchmarkLiveUpdate(b *testing.B) {
 }
 
 func benchmarkLiveUpdate(b *testing.B, userEach bool) {
+	l, as := liveBench(userEach)
+	var last storage.PeerRow
+	order := rand.New(rand.NewPCG(1, 2)).Perm(len(as))
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; b.Loop(); i++ {
+		a := &as[order[i%len(order)]]
+		a.uploaded += 100
+		a.known, a.prevUp = true, a.uploaded-100
+		l.update(a, &last, noCounters)
+	}
+}
+
+func noCounters(uint32, int32, int32) {}
+
+// liveBench returns a live table holding a session for each peer of
+// 10,000 torrents of 20 (30 % seeding), of 20 users, one peer each per
+// torrent, or of one user; and the announces that made them.
+func liveBench(userEach bool) (*liveTable, []liveAnnounce) {
 	const torrents, peers = 10000, 20
-	var l liveTable
-	l.init(func(storage.PeerRow) {})
 	now := time.Unix(1_700_000_000, 0)
 	entries := make([]torrentEntry, torrents)
 	as := make([]liveAnnounce, torrents*peers)
@@ -151,20 +168,13 @@ func benchmarkLiveUpdate(b *testing.B, userEach bool) {
 		}
 		copy(a.peer[:], fmt.Sprintf("-BE0001-%012d", u))
 	}
-	count := func(uint32, int32, int32) {}
+	l := &liveTable{}
+	l.init(func(storage.PeerRow) {})
 	var last storage.PeerRow
 	for i := range as {
-		l.update(&as[i], &last, count)
+		l.update(&as[i], &last, noCounters)
 	}
-	order := rand.New(rand.NewPCG(1, 2)).Perm(len(as))
-	b.ReportAllocs()
-	b.ResetTimer()
-	for i := 0; b.Loop(); i++ {
-		a := &as[order[i%len(order)]]
-		a.uploaded += 100
-		a.known, a.prevUp = true, a.uploaded-100
-		l.update(a, &last, count)
-	}
+	return l, as
 }
 
 // BenchmarkLiveTake measures what a flush of the per-peer rows costs the
@@ -179,21 +189,7 @@ func BenchmarkLiveTake(b *testing.B) {
 			name = "reused batch"
 		}
 		b.Run(name, func(b *testing.B) {
-			const torrents, peers = 10000, 20
-			var l liveTable
-			l.init(func(storage.PeerRow) {})
-			now := time.Unix(1_700_000_000, 0)
-			entries := make([]torrentEntry, torrents)
-			as := make([]liveAnnounce, torrents*peers)
-			for i := range as {
-				t, u := i/peers, i%peers
-				as[i] = liveAnnounce{
-					entry: &entries[t], torrent: uint32(t + 1), user: uint32(u + 1), now: now, lifetime: time.Hour,
-					addr: netip.AddrFrom4([4]byte{10, byte(u), byte(t >> 8), byte(t)}), port: 6881,
-				}
-				copy(as[i].peer[:], fmt.Sprintf("-BE0001-%012d", u))
-			}
-			count := func(uint32, int32, int32) {}
+			l, as := liveBench(true)
 			var last storage.PeerRow
 			var batch []storage.PeerRow
 			b.ReportAllocs()
@@ -201,7 +197,7 @@ func BenchmarkLiveTake(b *testing.B) {
 			for b.Loop() {
 				b.StopTimer()
 				for i := range as {
-					l.update(&as[i], &last, count)
+					l.update(&as[i], &last, noCounters)
 				}
 				if !reuse {
 					batch = nil

@@ -174,13 +174,11 @@ func (t *Table[K, V]) SetHashed(k *K, h uint64, v *V) {
 }
 
 // Delete removes k's entry, if there is one.
-func (t *Table[K, V]) Delete(k *K) { t.DeleteHashed(k, t.Hash(k)) }
-
-// DeleteHashed is Delete with k's hash h.
-func (t *Table[K, V]) DeleteHashed(k *K, h uint64) {
+func (t *Table[K, V]) Delete(k *K) {
 	if len(t.slots) == 0 {
 		return
 	}
+	h := t.Hash(k)
 	mask := uint64(len(t.slots) - 1)
 	tag := h | 1
 	for i := home(h, mask); t.slots[i].tag != 0; i = (i + 1) & mask {
