@@ -83,11 +83,79 @@ func ParseEvent(s string) (Event, bool) {
 	return None, false
 }
 
-// Peer is one endpoint of a peer as it is handed to other peers.
-type Peer struct {
-	ID       PeerID
-	AddrPort netip.AddrPort
+// Peers is the peers of one address family in an answer, kept in the
+// compact form in which BEP 23 (IPv4) and BEP 7 (IPv6) send them, so that a
+// store can copy them out of its own records and a frontend can put them on
+// the wire without converting each peer twice. A is [4]byte for IPv4
+// peers and [16]byte for IPv6 ones. The zero value is an empty list.
+type Peers[A [4]byte | [16]byte] struct {
+	// Compact holds the peers' endpoints back to back, each the address
+	// (4 or 16 bytes) followed by the port, big-endian.
+	Compact []byte
+	// IDs holds the peers' ids in the same order when the answer was
+	// asked to carry them and the store keeps them; it is empty
+	// otherwise.
+	IDs []PeerID
 }
+
+// Peers4 is a list of IPv4 peers, 6 bytes each.
+type Peers4 = Peers[[4]byte]
+
+// Peers6 is a list of IPv6 peers, 18 bytes each.
+type Peers6 = Peers[[16]byte]
+
+// Size is the length of one peer's compact endpoint: 6 for IPv4, 18 for
+// IPv6.
+func (p *Peers[A]) Size() int {
+	var a A
+	return len(a) + 2
+}
+
+// Len returns how many peers the list holds.
+func (p *Peers[A]) Len() int { return len(p.Compact) / p.Size() }
+
+// At returns the i-th peer's address and port.
+func (p *Peers[A]) At(i int) netip.AddrPort {
+	n := p.Size()
+	e := p.Compact[i*n : i*n+n]
+	addr, _ := netip.AddrFromSlice(e[:n-2])
+	return netip.AddrPortFrom(addr, uint16(e[n-2])<<8|uint16(e[n-1]))
+}
+
+// ID returns the i-th peer's id, or false when the list carries no ids.
+func (p *Peers[A]) ID(i int) (PeerID, bool) {
+	if len(p.IDs) != p.Len() {
+		return PeerID{}, false
+	}
+	return p.IDs[i], true
+}
+
+// Append adds a peer. It is for answers built outside a store's hot path
+// (tests, remote stores): ap must be of the list's family, and id is
+// appended only when it is not nil.
+func (p *Peers[A]) Append(ap netip.AddrPort, id *PeerID) {
+	a16 := ap.Addr().As16()
+	addr := a16[16+2-p.Size():]
+	p.Compact = append(p.Compact, addr...)
+	p.Compact = append(p.Compact, byte(ap.Port()>>8), byte(ap.Port()))
+	if id != nil {
+		p.IDs = append(p.IDs, *id)
+	}
+}
+
+// Truncate keeps the first n peers; it does nothing to a shorter list.
+func (p *Peers[A]) Truncate(n int) {
+	if p.Len() <= n {
+		return
+	}
+	p.Compact = p.Compact[:n*p.Size()]
+	if len(p.IDs) > n {
+		p.IDs = p.IDs[:n]
+	}
+}
+
+// Reset empties the list, keeping its buffers' capacity.
+func (p *Peers[A]) Reset() { p.Compact, p.IDs = p.Compact[:0], p.IDs[:0] }
 
 // AnnounceRequest is an announce, whatever protocol carried it.
 //
@@ -109,7 +177,8 @@ type AnnounceRequest struct {
 	// not say, so the tracker's default applies.
 	NumWant int32
 	// Compact and NoPeerID choose the HTTP peer list model (BEP 23); the
-	// tracker logic does not read them.
+	// tracker logic reads them only to ask the store for peer ids when the
+	// answer lists them.
 	Compact  bool
 	NoPeerID bool
 	// Key is the client's session key, which lets a tracker recognise a
@@ -139,13 +208,15 @@ type AnnounceResponse struct {
 	Complete    uint32
 	Incomplete  uint32
 	Snatches    uint32
-	Peers4      []Peer
-	Peers6      []Peer
+	Peers4      Peers4
+	Peers6      Peers6
 }
 
 // Reset clears the response for reuse, keeping the peer buffers' capacity.
 func (r *AnnounceResponse) Reset() {
-	*r = AnnounceResponse{Peers4: r.Peers4[:0], Peers6: r.Peers6[:0]}
+	r.Peers4.Reset()
+	r.Peers6.Reset()
+	*r = AnnounceResponse{Peers4: r.Peers4, Peers6: r.Peers6}
 }
 
 // Scrape holds the counts of one swarm.

@@ -42,9 +42,15 @@ type Announce struct {
 	// NumWant is how many peers to return per address family the request
 	// has an address in. Zero returns none.
 	NumWant int
+	// PeerIDs asks for the peers' ids beside their endpoints, for an
+	// answer in BEP 3's dictionary model. A store that keeps no ids
+	// leaves them out.
+	PeerIDs bool
 }
 
-// Result is the store's answer. Peers4 and Peers6 are appended to.
+// Result is the store's answer. Peers4 and Peers6 are appended to, in the
+// compact form the wire carries, so that the store's records go out with
+// one copy.
 type Result struct {
 	Complete   uint32
 	Incomplete uint32
@@ -52,8 +58,8 @@ type Result struct {
 	// Snatched is true when this announce counted a snatch: the first
 	// Completed event of this peer while it is in the swarm.
 	Snatched bool
-	Peers4   []bittorrent.Peer
-	Peers6   []bittorrent.Peer
+	Peers4   bittorrent.Peers4
+	Peers6   bittorrent.Peers6
 	// Known is true when the peer was in the swarm before this announce;
 	// PrevUploaded and PrevDownloaded then hold the totals it reported
 	// last, from which the logic computes the transfer delta.

@@ -375,7 +375,7 @@ func TestPrivateLeechForbidden(t *testing.T) {
 		t.Errorf("a refused leecher's row is inactive: %+v", row)
 	}
 	resp := e.ok(ann{user: alice, hash: normalHash, peer: 1, left: 0})
-	if len(resp.Peers4) != 0 || resp.Incomplete != 0 {
+	if resp.Peers4.Len() != 0 || resp.Incomplete != 0 {
 		t.Fatalf("the refused leecher is in the swarm: %+v", resp)
 	}
 	// Seeding is allowed.
@@ -410,7 +410,7 @@ func TestPrivateHybridTorrent(t *testing.T) {
 	e := newPrivateEnv(t)
 	e.ok(ann{user: alice, hash: hybridV1, peer: 1, left: 0})
 	resp := e.ok(ann{user: bob, hash: hybridV2, peer: 2, left: 10})
-	if len(resp.Peers4) != 1 || resp.Complete != 1 {
+	if resp.Peers4.Len() != 1 || resp.Complete != 1 {
 		t.Fatalf("v2 announce does not share the v1 swarm: %+v", resp)
 	}
 	var sr bittorrent.ScrapeResponse

@@ -187,9 +187,13 @@ func (t *Tracker) announce(ctx context.Context, req *bittorrent.AnnounceRequest,
 		Seeder:   req.Left == 0,
 		Event:    req.Event,
 		NumWant:  t.numWant(req),
+		// Only BEP 3's dictionary model lists peer ids.
+		PeerIDs: !req.Compact && !req.NoPeerID,
 	}
 	r := &s.result
-	*r = cache.Result{Peers4: resp.Peers4[:0], Peers6: resp.Peers6[:0]}
+	resp.Peers4.Reset()
+	resp.Peers6.Reset()
+	*r = cache.Result{Peers4: resp.Peers4, Peers6: resp.Peers6}
 
 	if t.private != nil {
 		// Only a private tracker reads the previous totals back; an open
@@ -203,7 +207,7 @@ func (t *Tracker) announce(ctx context.Context, req *bittorrent.AnnounceRequest,
 	// The buffers go back to the caller even on error, so that a pooled
 	// response keeps its capacity; the scratch keeps no reference.
 	resp.Peers4, resp.Peers6 = r.Peers4, r.Peers6
-	r.Peers4, r.Peers6 = nil, nil
+	r.Peers4, r.Peers6 = bittorrent.Peers4{}, bittorrent.Peers6{}
 	if err != nil {
 		return err
 	}

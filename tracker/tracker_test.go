@@ -68,8 +68,8 @@ func TestNumWantDefaultAndCap(t *testing.T) {
 		if err := tr.Announce(ctx, req, &resp); err != nil {
 			t.Fatal(err)
 		}
-		if len(resp.Peers4) != tt.want {
-			t.Errorf("numwant %d event %v: got %d peers, want %d", tt.numWant, tt.event, len(resp.Peers4), tt.want)
+		if resp.Peers4.Len() != tt.want {
+			t.Errorf("numwant %d event %v: got %d peers, want %d", tt.numWant, tt.event, resp.Peers4.Len(), tt.want)
 		}
 	}
 }
@@ -189,7 +189,7 @@ func TestReconfigureKeepsSwarms(t *testing.T) {
 	if err := tr.Announce(ctx, peer(2, 1), &resp); err != nil {
 		t.Fatal(err)
 	}
-	if resp.Interval != time.Hour || resp.MinInterval != time.Minute || len(resp.Peers4) != 1 || resp.Complete != 1 {
+	if resp.Interval != time.Hour || resp.MinInterval != time.Minute || resp.Peers4.Len() != 1 || resp.Complete != 1 {
 		t.Fatalf("after Reconfigure: %+v", resp)
 	}
 }

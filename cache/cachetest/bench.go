@@ -65,7 +65,10 @@ func Populate(b *testing.B, s cache.Store, swarms, perSwarm, workers int) []cach
 }
 
 func newResult() cache.Result {
-	return cache.Result{Peers4: make([]bittorrent.Peer, 0, 50), Peers6: make([]bittorrent.Peer, 0, 50)}
+	var r cache.Result
+	r.Peers4.Compact = make([]byte, 0, 50*r.Peers4.Size())
+	r.Peers6.Compact = make([]byte, 0, 50*r.Peers6.Size())
+	return r
 }
 
 // BenchmarkAnnounce measures the common case: a peer already in its swarm
@@ -77,7 +80,8 @@ func BenchmarkAnnounce(b *testing.B, s cache.Store, announces []cache.Announce) 
 	b.ResetTimer()
 	i := 0
 	for b.Loop() {
-		r.Peers4, r.Peers6 = r.Peers4[:0], r.Peers6[:0]
+		r.Peers4.Reset()
+		r.Peers6.Reset()
 		if err := s.Announce(ctx, &announces[i], &r); err != nil {
 			b.Fatal(err)
 		}
@@ -101,7 +105,8 @@ func BenchmarkAnnounceParallel(b *testing.B, s cache.Store, announces []cache.An
 		// random starting points keep them on different swarms.
 		i := rand.IntN(len(announces))
 		for pb.Next() {
-			r.Peers4, r.Peers6 = r.Peers4[:0], r.Peers6[:0]
+			r.Peers4.Reset()
+			r.Peers6.Reset()
 			if err := s.Announce(ctx, &announces[i], &r); err != nil {
 				b.Error(err)
 				return

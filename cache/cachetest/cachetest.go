@@ -45,6 +45,7 @@ func Run(t *testing.T, open func(t *testing.T, opts cache.Options) cache.Store) 
 		{"SeedersGetDownloaders", testSeedersGetDownloaders},
 		{"NumWant", testNumWant},
 		{"Families", testFamilies},
+		{"CompactWithoutIDs", testCompactWithoutIDs},
 		{"DualStack", testDualStack},
 		{"AddressUpdate", testAddressUpdate},
 		{"KnownAndTotals", testKnownAndTotals},
@@ -162,9 +163,41 @@ func (r req) totals(up, down uint64) req {
 	return r
 }
 
-// announce sends r and checks what holds for every answer: no self, no
-// duplicates, no more than asked, each list of its own family.
-func (e *env) announce(r req) cache.Result {
+// peer is one peer of an answer, decoded from its compact list.
+type peer struct {
+	ID       bittorrent.PeerID
+	AddrPort netip.AddrPort
+}
+
+// answer is a store's result with its peer lists decoded, so that the
+// subtests name peers by number.
+type answer struct {
+	cache.Result
+	Peers4, Peers6 []peer
+}
+
+// decode returns the peers of a compact list with their ids, or with zero
+// ids when the list carries none.
+func decode[A [4]byte | [16]byte](p *bittorrent.Peers[A]) []peer {
+	out := make([]peer, p.Len())
+	for i := range out {
+		out[i].AddrPort = p.At(i)
+		out[i].ID, _ = p.ID(i)
+	}
+	return out
+}
+
+// announce sends r, asking for peer ids so that the answer names its
+// peers, and checks what holds for every answer: no self, no duplicates,
+// no more than asked, each list of its own family.
+func (e *env) announce(r req) answer {
+	e.t.Helper()
+	r.PeerIDs = true
+	return e.announceAs(r)
+}
+
+// announceAs sends r as it is.
+func (e *env) announceAs(r req) answer {
 	e.t.Helper()
 	a := cache.Announce(r)
 	if a.InfoHash == (bittorrent.InfoHash{}) {
@@ -174,18 +207,36 @@ func (e *env) announce(r req) cache.Result {
 	if err := e.store.Announce(context.Background(), &a, &res); err != nil {
 		e.t.Fatalf("Announce(peer %d): %v", num(a.PeerID), err)
 	}
-	e.checkList(&a, "Peers4", res.Peers4, a.IPv4.IsValid(), netip.Addr.Is4)
-	e.checkList(&a, "Peers6", res.Peers6, a.IPv6.IsValid(), netip.Addr.Is6)
-	return res
+	e.checkIDs(&a, "Peers4", res.Peers4.Len(), len(res.Peers4.IDs))
+	e.checkIDs(&a, "Peers6", res.Peers6.Len(), len(res.Peers6.IDs))
+	ans := answer{Result: res, Peers4: decode(&res.Peers4), Peers6: decode(&res.Peers6)}
+	e.checkList(&a, "Peers4", ans.Peers4, a.IPv4.IsValid(), netip.Addr.Is4)
+	e.checkList(&a, "Peers6", ans.Peers6, a.IPv6.IsValid(), netip.Addr.Is6)
+	return ans
 }
 
-func (e *env) checkList(a *cache.Announce, name string, list []bittorrent.Peer, asked bool, family func(netip.Addr) bool) {
+// checkIDs checks that a list carries an id for every peer when ids were
+// asked for, and none when they were not.
+func (e *env) checkIDs(a *cache.Announce, name string, peers, ids int) {
+	e.t.Helper()
+	switch {
+	case a.PeerIDs && ids != peers:
+		e.t.Errorf("peer %d: %s has %d ids for %d peers", num(a.PeerID), name, ids, peers)
+	case !a.PeerIDs && ids != 0:
+		e.t.Errorf("peer %d: %s has %d ids, but none were asked for", num(a.PeerID), name, ids)
+	}
+}
+
+func (e *env) checkList(a *cache.Announce, name string, list []peer, asked bool, family func(netip.Addr) bool) {
 	e.t.Helper()
 	if !asked && len(list) > 0 {
 		e.t.Errorf("peer %d: %s has %d peers, but the request has no address of that family", num(a.PeerID), name, len(list))
 	}
 	if len(list) > max(a.NumWant, 0) {
 		e.t.Errorf("peer %d: %s has %d peers, more than numwant %d", num(a.PeerID), name, len(list), a.NumWant)
+	}
+	if !a.PeerIDs {
+		return
 	}
 	seen := map[bittorrent.PeerID]bool{}
 	for _, p := range list {
@@ -211,7 +262,7 @@ func (e *env) scrape(hashes ...bittorrent.InfoHash) []bittorrent.Scrape {
 }
 
 // counts checks an answer's counts.
-func (e *env) counts(what string, r cache.Result, complete, incomplete, snatches uint32) {
+func (e *env) counts(what string, r answer, complete, incomplete, snatches uint32) {
 	e.t.Helper()
 	if r.Complete != complete || r.Incomplete != incomplete || r.Snatches != snatches {
 		e.t.Errorf("%s: complete/incomplete/snatches = %d/%d/%d, want %d/%d/%d",
@@ -227,11 +278,11 @@ func (e *env) scrapeCounts(what string, complete, incomplete, snatches uint32) {
 		e.t.Errorf("%s: scrape returned %d entries, want 1", what, len(got))
 		return
 	}
-	e.counts(what+" (scrape)", cache.Result{Complete: got[0].Complete, Incomplete: got[0].Incomplete, Snatches: got[0].Snatches}, complete, incomplete, snatches)
+	e.counts(what+" (scrape)", answer{Result: cache.Result{Complete: got[0].Complete, Incomplete: got[0].Incomplete, Snatches: got[0].Snatches}}, complete, incomplete, snatches)
 }
 
 // ids returns the peer numbers in a list, sorted.
-func ids(list []bittorrent.Peer) []int {
+func ids(list []peer) []int {
 	out := make([]int, 0, len(list))
 	for _, p := range list {
 		out = append(out, num(p.ID))
@@ -248,7 +299,7 @@ func span(from, to int) []int {
 	return out
 }
 
-func (e *env) peers(what string, list []bittorrent.Peer, want ...int) {
+func (e *env) peers(what string, list []peer, want ...int) {
 	e.t.Helper()
 	if want == nil {
 		want = []int{}
@@ -315,7 +366,7 @@ func testStoppedUnknownPeer(e *env) {
 }
 
 func testCompletedOnce(e *env) {
-	snatched := func(what string, r cache.Result, want bool) cache.Result {
+	snatched := func(what string, r answer, want bool) answer {
 		e.t.Helper()
 		if r.Snatched != want {
 			e.t.Errorf("%s: Snatched = %v, want %v", what, r.Snatched, want)
@@ -415,6 +466,33 @@ func testFamilies(e *env) {
 			e.t.Errorf("peer %d: IPv6 endpoint %v, want %v", n, p.AddrPort, netip.AddrPortFrom(addr6(n), port(n)))
 		}
 	}
+}
+
+// testCompactWithoutIDs: an answer not asked for ids (every compact one)
+// carries the same endpoints, and no ids.
+func testCompactWithoutIDs(e *env) {
+	for n := 1; n <= 3; n++ {
+		e.announce(dual(n))
+	}
+	r := e.announceAs(dual(4))
+	var got4, got6 []netip.AddrPort
+	for _, p := range r.Peers4 {
+		got4 = append(got4, p.AddrPort)
+	}
+	for _, p := range r.Peers6 {
+		got6 = append(got6, p.AddrPort)
+	}
+	slices.SortFunc(got4, netip.AddrPort.Compare)
+	slices.SortFunc(got6, netip.AddrPort.Compare)
+	var want4, want6 []netip.AddrPort
+	for n := 1; n <= 3; n++ {
+		want4 = append(want4, netip.AddrPortFrom(addr4(n), port(n)))
+		want6 = append(want6, netip.AddrPortFrom(addr6(n), port(n)))
+	}
+	if !slices.Equal(got4, want4) || !slices.Equal(got6, want6) {
+		e.t.Errorf("answer without ids: endpoints %v and %v, want %v and %v", got4, got6, want4, want6)
+	}
+	e.counts("answer without ids", r, 0, 4, 0)
 }
 
 func testDualStack(e *env) {
@@ -644,14 +722,17 @@ func testConcurrent(e *env) {
 // first user's peer like any other.
 func testUsersKeepPeersApart(e *env) {
 	ctx := context.Background()
-	announce := func(a cache.Announce) cache.Result {
+	// The suite's own checks would take user 1's peer for the requester
+	// itself: both have the same peer id.
+	announce := func(a cache.Announce) answer {
 		e.t.Helper()
 		a.InfoHash = e.hash
+		a.PeerIDs = true
 		var r cache.Result
 		if err := e.store.Announce(ctx, &a, &r); err != nil {
 			e.t.Fatal(err)
 		}
-		return r
+		return answer{Result: r, Peers4: decode(&r.Peers4), Peers6: decode(&r.Peers6)}
 	}
 	first := cache.Announce{UserID: 1, PeerID: id(1), IPv4: addr4(1), Port: port(1), Seeder: true, Uploaded: 100, NumWant: 50}
 	second := cache.Announce{UserID: 2, PeerID: id(1), IPv4: addr4(2), Port: port(2), Uploaded: 5, NumWant: 50}

@@ -58,7 +58,8 @@ func BenchmarkAnnounceBatch(b *testing.B) {
 			announces := cachetest.Populate(b, s, 10000, 20, 1)
 			const batch = 32
 			hashes := make([]bittorrent.InfoHash, batch)
-			r := cache.Result{Peers4: make([]bittorrent.Peer, 0, 50)}
+			var r cache.Result
+			r.Peers4.Compact = make([]byte, 0, 50*6)
 			ctx := context.Background()
 			b.ReportAllocs()
 			b.ResetTimer()
@@ -75,7 +76,7 @@ func BenchmarkAnnounceBatch(b *testing.B) {
 						s.(cache.Warmer).Warm(hashes)
 					}
 				}
-				r.Peers4 = r.Peers4[:0]
+				r.Peers4.Reset()
 				if err := s.Announce(ctx, &announces[i], &r); err != nil {
 					b.Fatal(err)
 				}

@@ -257,11 +257,15 @@ func (st *store) Announce(_ context.Context, a *cache.Announce, r *cache.Result)
 	if (i4 >= 0 || i6 >= 0) && a.NumWant > 0 {
 		// A peer that does not download gets only downloaders.
 		downOnly := f&(seeder|paused) != 0
+		var ids4, ids6 *[]bittorrent.PeerID
+		if a.PeerIDs {
+			ids4, ids6 = &r.Peers4.IDs, &r.Peers6.IDs
+		}
 		if want4 {
-			r.Peers4 = s.v4.pick(i4, downOnly, a.NumWant, &sh.rng, r.Peers4)
+			r.Peers4.Compact = s.v4.pick(i4, downOnly, a.NumWant, &sh.rng, r.Peers4.Compact, ids4)
 		}
 		if want6 {
-			r.Peers6 = s.v6.pick(i6, downOnly, a.NumWant, &sh.rng, r.Peers6)
+			r.Peers6.Compact = s.v6.pick(i6, downOnly, a.NumWant, &sh.rng, r.Peers6.Compact, ids6)
 		}
 	}
 	return nil

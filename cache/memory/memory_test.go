@@ -46,19 +46,13 @@ func TestPeerIDsOff(t *testing.T) {
 			a.IPv6 = netip.AddrFrom16([16]byte{0x20, 0x01, 15: byte(n)})
 		}
 		rw, ro := do(t, with, a), do(t, without, a)
-		for _, p := range slices.Concat(ro.Peers4, ro.Peers6) {
-			if p.ID != (bittorrent.PeerID{}) {
-				t.Fatalf("peer %d got peer id %x from a store that keeps none", n, p.ID)
-			}
+		if len(ro.Peers4.IDs)+len(ro.Peers6.IDs) != 0 {
+			t.Fatalf("peer %d got peer ids %x and %x from a store that keeps none", n, ro.Peers4.IDs, ro.Peers6.IDs)
 		}
-		for _, r := range []*cache.Result{&rw, &ro} {
-			for i := range r.Peers4 {
-				r.Peers4[i].ID = bittorrent.PeerID{}
-			}
-			for i := range r.Peers6 {
-				r.Peers6[i].ID = bittorrent.PeerID{}
-			}
+		if len(rw.Peers4.IDs) != rw.Peers4.Len() || len(rw.Peers6.IDs) != rw.Peers6.Len() {
+			t.Fatalf("peer %d got %d and %d ids for %d and %d peers", n, len(rw.Peers4.IDs), len(rw.Peers6.IDs), rw.Peers4.Len(), rw.Peers6.Len())
 		}
+		rw.Peers4.IDs, rw.Peers6.IDs = nil, nil
 		if !sameResult(rw, ro) {
 			t.Fatalf("peer %d: with ids %+v, without %+v", n, rw, ro)
 		}
@@ -408,8 +402,15 @@ func invariants(t *testing.T, cfg string) {
 			t.Fatalf("step %d: counts %d/%d, model %d/%d", step, r.Complete, r.Incomplete, complete, len(model)-complete)
 		}
 		if a.Seeder || a.Event == bittorrent.Paused {
-			for _, p := range slices.Concat(r.Peers4, r.Peers6) {
-				a := p.AddrPort.Addr().As16()
+			var got []netip.AddrPort
+			for i := range r.Peers4.Len() {
+				got = append(got, r.Peers4.At(i))
+			}
+			for i := range r.Peers6.Len() {
+				got = append(got, r.Peers6.At(i))
+			}
+			for _, p := range got {
+				a := p.Addr().As16()
 				pn := int(a[15])
 				if st := model[pn]; st == nil || st.seeder || st.paused {
 					t.Fatalf("step %d: a seeder got non-downloading or unknown peer %d", step, pn)
@@ -459,7 +460,8 @@ func TestConcurrent(t *testing.T) {
 					Event:    bittorrent.Event(rng.IntN(5)),
 					NumWant:  20,
 				}
-				r.Peers4, r.Peers6 = r.Peers4[:0], r.Peers6[:0]
+				r.Peers4.Reset()
+				r.Peers6.Reset()
 				if err := s.Announce(context.Background(), &a, &r); err != nil {
 					t.Error(err)
 					return
@@ -498,9 +500,12 @@ func TestAnnounceExistingPeerAllocatesNothing(t *testing.T) {
 		Port:     6881,
 		NumWant:  50,
 	}
-	r := cache.Result{Peers4: make([]bittorrent.Peer, 0, 50), Peers6: make([]bittorrent.Peer, 0, 50)}
+	var r cache.Result
+	r.Peers4.Compact = make([]byte, 0, 50*6)
+	r.Peers6.Compact = make([]byte, 0, 50*18)
 	allocs := testing.AllocsPerRun(1000, func() {
-		r.Peers4, r.Peers6 = r.Peers4[:0], r.Peers6[:0]
+		r.Peers4.Reset()
+		r.Peers6.Reset()
 		if err := s.Announce(context.Background(), &a, &r); err != nil {
 			t.Fatal(err)
 		}
@@ -508,8 +513,8 @@ func TestAnnounceExistingPeerAllocatesNothing(t *testing.T) {
 	if allocs != 0 {
 		t.Errorf("Announce of an existing peer allocates %v times", allocs)
 	}
-	if len(r.Peers4) != 50 {
-		t.Errorf("got %d IPv4 peers, want 50", len(r.Peers4))
+	if r.Peers4.Len() != 50 {
+		t.Errorf("got %d IPv4 peers, want 50", r.Peers4.Len())
 	}
 }
 

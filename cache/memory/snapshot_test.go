@@ -38,6 +38,7 @@ func openAt(t testing.TB, raw string, now time.Time) (*store, *fakeClock) {
 
 func do(t testing.TB, s *store, a cache.Announce) cache.Result {
 	t.Helper()
+	a.PeerIDs = true
 	var r cache.Result
 	if err := s.Announce(context.Background(), &a, &r); err != nil {
 		t.Fatal(err)
@@ -164,10 +165,12 @@ func state(t testing.TB, s *store, extra uint32) map[bittorrent.InfoHash]swarmSt
 	return out
 }
 
-func sortedPeers(ps []bittorrent.Peer) []string {
-	out := make([]string, len(ps))
-	for i, p := range ps {
-		out[i] = string(p.ID[:]) + p.AddrPort.String()
+// sortedPeers lists a peer list's ids (when it has them) and endpoints.
+func sortedPeers[A [4]byte | [16]byte](ps *bittorrent.Peers[A]) []string {
+	out := make([]string, ps.Len())
+	for i := range out {
+		id, _ := ps.ID(i)
+		out[i] = string(id[:]) + ps.At(i).String()
 	}
 	slices.Sort(out)
 	return out
@@ -177,8 +180,8 @@ func sameResult(a, b cache.Result) bool {
 	return a.Complete == b.Complete && a.Incomplete == b.Incomplete && a.Snatches == b.Snatches &&
 		a.Snatched == b.Snatched && a.Known == b.Known && a.PrevUploaded == b.PrevUploaded &&
 		a.PrevDownloaded == b.PrevDownloaded &&
-		slices.Equal(sortedPeers(a.Peers4), sortedPeers(b.Peers4)) &&
-		slices.Equal(sortedPeers(a.Peers6), sortedPeers(b.Peers6))
+		slices.Equal(sortedPeers(&a.Peers4), sortedPeers(&b.Peers4)) &&
+		slices.Equal(sortedPeers(&a.Peers6), sortedPeers(&b.Peers6))
 }
 
 func TestSnapshotRoundTrip(t *testing.T) {
@@ -574,8 +577,8 @@ func TestSnapshotVersion1(t *testing.T) {
 		t.Fatalf("user 2's peer after loading: %+v", r)
 	}
 	// Dual-stack, it is handed the other peers of each family.
-	if len(r.Peers6) != 1 || r.Peers6[0].ID[0] != 8 {
-		t.Errorf("IPv6 peers %v, want peer 8", r.Peers6)
+	if id, _ := r.Peers6.ID(0); r.Peers6.Len() != 1 || id[0] != 8 {
+		t.Errorf("IPv6 peers %v, want peer 8", sortedPeers(&r.Peers6))
 	}
 	r = do(t, l, cache.Announce{InfoHash: h, UserID: 1, PeerID: id7, IPv4: netip.AddrFrom4([4]byte{10, 0, 0, 7}), Port: 1, Seeder: true})
 	if !r.Known || r.PrevUploaded != 100 {

@@ -327,13 +327,16 @@ func (l *list) compact() {
 	l.reindex()
 }
 
-// pick appends up to want peers of the list to dst, leaving out slot self
-// (-1: none). With downOnly it draws from the downloaders only.
+// pick appends up to want peers of the list to dst in compact form (the
+// address and port, which a record holds back to back in wire order),
+// leaving out slot self (-1: none). With downOnly it draws from the
+// downloaders only. ids, when not nil and the list keeps peer ids, gets
+// the peers' ids in the same order.
 //
 // It walks the candidates once from a random slot, wrapping around, so
 // every peer is as likely to be handed out and the walk stops as soon as
 // the list is full.
-func (l *list) pick(self int, downOnly bool, want int, rng *rand.PCG, dst []bittorrent.Peer) []bittorrent.Peer {
+func (l *list) pick(self int, downOnly bool, want int, rng *rand.PCG, dst []byte, ids *[]bittorrent.PeerID) []byte {
 	n := int(l.n)
 	if downOnly {
 		n = int(l.down)
@@ -344,26 +347,24 @@ func (l *list) pick(self int, downOnly bool, want int, rng *rand.PCG, dst []bitt
 	// Lemire's multiply-shift maps 32 random bits onto [0, n) without a
 	// division; the bias is far below anything a swarm could notice.
 	i := int(uint64(n) * (rng.Uint64() >> 32) >> 32)
-	stride, port := int(l.stride), offAddr+int(l.alen)
+	stride, size := int(l.stride), int(l.alen)+2
 	idAt := -1
-	if l.layout&withID != 0 {
+	if ids != nil && l.layout&withID != 0 {
 		idAt = l.idAt()
 	}
 	for range n {
 		if i != self {
-			r := l.b[i*stride : i*stride+stride]
-			// Filled in place: a Peer built apart and copied in
-			// was read back before its narrow stores had landed,
-			// a stall that was half of pick's time.
-			dst = append(dst, bittorrent.Peer{})
-			p := &dst[len(dst)-1]
-			if l.alen == 4 {
-				p.AddrPort = netip.AddrPortFrom(netip.AddrFrom4([4]byte(r[offAddr:])), binary.BigEndian.Uint16(r[port:]))
+			e := l.b[i*stride+offAddr : i*stride+offAddr+size]
+			if size == 6 {
+				// Two fixed-size copies: append of a 6-byte slice
+				// would call memmove for every peer.
+				dst = binary.LittleEndian.AppendUint32(dst, binary.LittleEndian.Uint32(e))
+				dst = binary.LittleEndian.AppendUint16(dst, binary.LittleEndian.Uint16(e[4:]))
 			} else {
-				p.AddrPort = netip.AddrPortFrom(netip.AddrFrom16([16]byte(r[offAddr:])), binary.BigEndian.Uint16(r[port:]))
+				dst = append(dst, e...)
 			}
 			if idAt >= 0 {
-				p.ID = bittorrent.PeerID(r[idAt:])
+				*ids = append(*ids, bittorrent.PeerID(l.b[i*stride+idAt:]))
 			}
 			if want--; want == 0 {
 				break

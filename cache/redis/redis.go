@@ -31,7 +31,6 @@ import (
 	"fmt"
 	"math/bits"
 	"math/rand/v2"
-	"net/netip"
 	"os"
 	"strconv"
 	"strings"
@@ -374,12 +373,12 @@ func (st *store) Announce(ctx context.Context, a *cache.Announce, res *cache.Res
 	if err != nil {
 		return fmt.Errorf("redis: announce: %w", err)
 	}
-	return parseAnnounce(reply, res)
+	return parseAnnounce(reply, a.PeerIDs, res)
 }
 
 // parseAnnounce reads the announce script's answer (see announce.lua) into
 // res, appending the peers without allocating.
-func parseAnnounce(s string, res *cache.Result) error {
+func parseAnnounce(s string, ids bool, res *cache.Result) error {
 	if len(s) < headerLen {
 		return fmt.Errorf("redis: announce: short reply of %d bytes", len(s))
 	}
@@ -402,22 +401,20 @@ func parseAnnounce(s string, res *cache.Result) error {
 	if len(s) < n4*ep4Len || (len(s)-n4*ep4Len)%ep6Len != 0 {
 		return fmt.Errorf("redis: announce: malformed peer lists (%d bytes for %d IPv4 peers)", len(s), n4)
 	}
+	// An endpoint is the peer key, then the address and port in the
+	// compact form the answer carries.
 	for range n4 {
-		var p bittorrent.Peer
-		var a [4]byte
-		copy(p.ID[:], s[4:keyLen])
-		copy(a[:], s[keyLen:keyLen+4])
-		p.AddrPort = netip.AddrPortFrom(netip.AddrFrom4(a), uint16(s[keyLen+4])<<8|uint16(s[keyLen+5]))
-		res.Peers4 = append(res.Peers4, p)
+		res.Peers4.Compact = append(res.Peers4.Compact, s[keyLen:ep4Len]...)
+		if ids {
+			res.Peers4.IDs = append(res.Peers4.IDs, bittorrent.PeerID([]byte(s[4:keyLen])))
+		}
 		s = s[ep4Len:]
 	}
 	for len(s) > 0 {
-		var p bittorrent.Peer
-		var a [16]byte
-		copy(p.ID[:], s[4:keyLen])
-		copy(a[:], s[keyLen:keyLen+16])
-		p.AddrPort = netip.AddrPortFrom(netip.AddrFrom16(a), uint16(s[keyLen+16])<<8|uint16(s[keyLen+17]))
-		res.Peers6 = append(res.Peers6, p)
+		res.Peers6.Compact = append(res.Peers6.Compact, s[keyLen:ep6Len]...)
+		if ids {
+			res.Peers6.IDs = append(res.Peers6.IDs, bittorrent.PeerID([]byte(s[4:keyLen])))
+		}
 		s = s[ep6Len:]
 	}
 	return nil

@@ -147,6 +147,7 @@ func peer(h bittorrent.InfoHash, n int) cache.Announce {
 
 func announce(t *testing.T, s cache.Store, a cache.Announce) cache.Result {
 	t.Helper()
+	a.PeerIDs = true
 	var r cache.Result
 	if err := s.Announce(context.Background(), &a, &r); err != nil {
 		t.Fatalf("Announce: %v", err)
@@ -171,8 +172,8 @@ func TestTwoStores(t *testing.T) {
 	seed.Uploaded = 1000
 	announce(t, a, seed)
 	r := announce(t, b, peer(h, 2))
-	if len(r.Peers4) != 1 || r.Peers4[0].ID != seed.PeerID || r.Peers4[0].AddrPort != netip.AddrPortFrom(seed.IPv4, seed.Port) {
-		t.Fatalf("instance B handed out %v, want the seeder announced to A", r.Peers4)
+	if id, _ := r.Peers4.ID(0); r.Peers4.Len() != 1 || id != seed.PeerID || r.Peers4.At(0) != netip.AddrPortFrom(seed.IPv4, seed.Port) {
+		t.Fatalf("instance B handed out %x (ids %x), want the seeder announced to A", r.Peers4.Compact, r.Peers4.IDs)
 	}
 	if r.Complete != 1 || r.Incomplete != 1 {
 		t.Errorf("instance B counts %d/%d, want 1/1", r.Complete, r.Incomplete)
@@ -195,8 +196,8 @@ func TestTwoStores(t *testing.T) {
 	stop.Event = bittorrent.Stopped
 	announce(t, b, stop)
 	r = announce(t, a, peer(h, 2))
-	if len(r.Peers4) != 0 || r.Complete != 0 || r.Incomplete != 1 {
-		t.Errorf("after a stop through B, A answers %v with counts %d/%d", r.Peers4, r.Complete, r.Incomplete)
+	if r.Peers4.Len() != 0 || r.Complete != 0 || r.Incomplete != 1 {
+		t.Errorf("after a stop through B, A answers %x with counts %d/%d", r.Peers4.Compact, r.Complete, r.Incomplete)
 	}
 	got, err := a.Scrape(context.Background(), []bittorrent.InfoHash{h}, nil)
 	if err != nil || len(got) != 1 || got[0].Complete != 0 || got[0].Incomplete != 1 {

@@ -43,8 +43,8 @@ func TestTLSAndAuth(t *testing.T) {
 	defer st.Close()
 	h := bittorrent.InfoHash{9}
 	announce(t, st, peer(h, 1))
-	if r := announce(t, st, peer(h, 2)); len(r.Peers4) != 1 {
-		t.Errorf("over TLS: got %v, want peer 1", r.Peers4)
+	if r := announce(t, st, peer(h, 2)); r.Peers4.Len() != 1 {
+		t.Errorf("over TLS: got %x, want peer 1", r.Peers4.Compact)
 	}
 	out, err := exec.Command("redis-cli", "--tls", "--cacert", caFile, "--sni", "localhost", "-p", strconv.Itoa(port),
 		"--user", "tracker", "--pass", "s3cret", "--no-auth-warning", "-n", "3", "dbsize").CombinedOutput()

@@ -38,19 +38,19 @@ func appendAnnounce(dst []byte, req *bittorrent.AnnounceRequest, resp *bittorren
 	dst = bencode.AppendInt(dst, seconds(resp.MinInterval))
 	dst = bencode.AppendKey(dst, "peers")
 	if req.Compact {
-		dst = appendCompact(dst, resp.Peers4, 4)
+		dst = bencode.AppendBytes(dst, resp.Peers4.Compact)
 		// BEP 7: IPv6 peers travel in their own key; it is sent to
 		// every client that has an IPv6 endpoint.
 		if req.IPv6.IsValid() {
 			dst = bencode.AppendKey(dst, "peers6")
-			dst = appendCompact(dst, resp.Peers6, 16)
+			dst = bencode.AppendBytes(dst, resp.Peers6.Compact)
 		}
 	} else {
 		// The dictionary model (BEP 3) carries both families in one
 		// list, each address as text.
 		dst = append(dst, bencode.List)
-		dst = appendPeerDicts(dst, resp.Peers4, req.NoPeerID)
-		dst = appendPeerDicts(dst, resp.Peers6, req.NoPeerID)
+		dst = appendPeerDicts(dst, &resp.Peers4, req.NoPeerID)
+		dst = appendPeerDicts(dst, &resp.Peers6, req.NoPeerID)
 		dst = append(dst, bencode.End)
 	}
 	return append(dst, bencode.End)
@@ -67,40 +67,20 @@ func appendAddrBytes(dst []byte, a netip.Addr) []byte {
 	return bencode.AppendBytes(dst, b[:])
 }
 
-// appendCompact writes peers as one byte string of address+port records
-// (BEP 23 for IPv4, BEP 7 for IPv6), network byte order.
-func appendCompact(dst []byte, peers []bittorrent.Peer, addrLen int) []byte {
-	dst = bencode.AppendStringHeader(dst, len(peers)*(addrLen+2))
-	for _, p := range peers {
-		a := p.AddrPort.Addr()
-		if addrLen == 4 {
-			b := a.As4()
-			dst = append(dst, b[:]...)
-		} else {
-			b := a.As16()
-			dst = append(dst, b[:]...)
-		}
-		port := p.AddrPort.Port()
-		dst = append(dst, byte(port>>8), byte(port))
-	}
-	return dst
-}
-
-func appendPeerDicts(dst []byte, peers []bittorrent.Peer, noPeerID bool) []byte {
+func appendPeerDicts[A [4]byte | [16]byte](dst []byte, peers *bittorrent.Peers[A], noPeerID bool) []byte {
 	var text [64]byte
-	for _, p := range peers {
+	for i := range peers.Len() {
+		ap := peers.At(i)
 		dst = append(dst, bencode.Dict)
 		dst = bencode.AppendKey(dst, "ip")
-		dst = bencode.AppendBytes(dst, p.AddrPort.Addr().AppendTo(text[:0]))
-		// An all-zero id is a cache that keeps no ids: sending it would
-		// tell the client nothing and could make it ban a peer it sees
-		// twice under the same id.
-		if !noPeerID && p.ID != (bittorrent.PeerID{}) {
+		dst = bencode.AppendBytes(dst, ap.Addr().AppendTo(text[:0]))
+		// A list without ids comes from a cache that keeps none.
+		if id, ok := peers.ID(i); ok && !noPeerID {
 			dst = bencode.AppendKey(dst, "peer id")
-			dst = bencode.AppendBytes(dst, p.ID[:])
+			dst = bencode.AppendBytes(dst, id[:])
 		}
 		dst = bencode.AppendKey(dst, "port")
-		dst = bencode.AppendUint(dst, uint64(p.AddrPort.Port()))
+		dst = bencode.AppendUint(dst, uint64(ap.Port()))
 		dst = append(dst, bencode.End)
 	}
 	return dst

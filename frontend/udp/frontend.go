@@ -422,12 +422,8 @@ func (f *Frontend) serveAnnounce(ctx context.Context, w *worker, p []byte, clien
 	}
 	// numwant -1 takes the tracker's default, which may exceed what fits
 	// a UDP answer.
-	if len(resp.Peers4) > f.cfg.MaxNumWant {
-		resp.Peers4 = resp.Peers4[:f.cfg.MaxNumWant]
-	}
-	if len(resp.Peers6) > f.cfg.MaxNumWant {
-		resp.Peers6 = resp.Peers6[:f.cfg.MaxNumWant]
-	}
+	resp.Peers4.Truncate(f.cfg.MaxNumWant)
+	resp.Peers6.Truncate(f.cfg.MaxNumWant)
 	w.out = appendAnnounce(w.out[:0], binary.BigEndian.Uint32(p[12:16]), resp, v6)
 	return w.out, nil
 }

@@ -204,21 +204,11 @@ func appendAnnounce(dst []byte, txID uint32, resp *bittorrent.AnnounceResponse, 
 	dst = binary.BigEndian.AppendUint32(dst, uint32(resp.Interval/time.Second))
 	dst = binary.BigEndian.AppendUint32(dst, resp.Incomplete)
 	dst = binary.BigEndian.AppendUint32(dst, resp.Complete)
-	peers := resp.Peers4
+	// BEP 15's peer list is the compact form the response already holds.
 	if v6 {
-		peers = resp.Peers6
+		return append(dst, resp.Peers6.Compact...)
 	}
-	for _, p := range peers {
-		if v6 {
-			a := p.AddrPort.Addr().As16()
-			dst = append(dst, a[:]...)
-		} else {
-			a := p.AddrPort.Addr().As4()
-			dst = append(dst, a[:]...)
-		}
-		dst = binary.BigEndian.AppendUint16(dst, p.AddrPort.Port())
-	}
-	return dst
+	return append(dst, resp.Peers4.Compact...)
 }
 
 // appendScrape appends a scrape response: one entry per hash asked for, in

@@ -91,7 +91,7 @@ func TestIntegrationSwarm(t *testing.T) {
 		// The first announces set the baselines: no credit.
 		r.ok(ann{user: alice, t: normalT, peer: alicePeer, up: 7777, down: 0, left: 0, event: bittorrent.Started, ua: aliceUA})
 		resp := r.ok(ann{user: gina, t: normalT, peer: ginaPeer, up: 0, down: 0, left: 1_000_000, event: bittorrent.Started, ua: ginaUA})
-		if resp.Complete != 1 || resp.Incomplete != 1 || len(resp.Peers4) != 1 || resp.Peers4[0].AddrPort.Addr() != netipAddr("10.0.0.1") || resp.Snatches != 10 {
+		if resp.Complete != 1 || resp.Incomplete != 1 || resp.Peers4.Len() != 1 || resp.Peers4.At(0).Addr() != netipAddr("10.0.0.1") || resp.Snatches != 10 {
 			t.Fatalf("the leecher's first reply: %+v", resp)
 		}
 		r.flush()
@@ -249,7 +249,7 @@ func TestIntegrationLeechForbidden(t *testing.T) {
 		r.ok(ann{user: alice, t: normalT, peer: "-TR4050-alice", left: 0, event: bittorrent.Started})
 		r.refused(ann{user: carol, t: normalT, peer: "-TR4050-carol-a", left: 500, event: bittorrent.Started}, "Access denied, leeching forbidden")
 		resp := r.ok(ann{user: gina, t: normalT, peer: "-qB4630-gina", left: 1000, event: bittorrent.Started})
-		if resp.Complete != 1 || resp.Incomplete != 1 || len(resp.Peers4) != 1 || resp.Peers4[0].AddrPort.Addr() != netipAddr("10.0.0.1") {
+		if resp.Complete != 1 || resp.Incomplete != 1 || resp.Peers4.Len() != 1 || resp.Peers4.At(0).Addr() != netipAddr("10.0.0.1") {
 			t.Fatalf("the refused leecher was handed out: %+v", resp)
 		}
 		r.flush()
@@ -262,7 +262,7 @@ func TestIntegrationLeechForbidden(t *testing.T) {
 		r.clock.add(time.Minute)
 		r.ok(ann{user: carol, t: normalT, peer: "-TR4050-carol-b", up: 5000, left: 0})
 		resp = r.ok(ann{user: gina, t: normalT, peer: "-qB4630-gina", left: 1000})
-		if resp.Complete != 2 || len(resp.Peers4) != 2 {
+		if resp.Complete != 2 || resp.Peers4.Len() != 2 {
 			t.Fatalf("the seeding user without leech rights was not handed out: %+v", resp)
 		}
 		r.flush()
@@ -274,7 +274,7 @@ func TestIntegrationLeechForbidden(t *testing.T) {
 		r.clock.add(time.Minute)
 		r.refused(ann{user: carol, t: normalT, peer: "-TR4050-carol-b", up: 7000, down: 100, left: 300}, "Access denied, leeching forbidden")
 		resp = r.ok(ann{user: gina, t: normalT, peer: "-qB4630-gina", left: 1000})
-		if resp.Complete != 1 || len(resp.Peers4) != 1 || resp.Peers4[0].AddrPort.Addr() != netipAddr("10.0.0.1") {
+		if resp.Complete != 1 || resp.Peers4.Len() != 1 || resp.Peers4.At(0).Addr() != netipAddr("10.0.0.1") {
 			t.Fatalf("the refused peer stayed in the swarm: %+v", resp)
 		}
 		r.flush()
@@ -301,7 +301,7 @@ func TestIntegrationProtected(t *testing.T) {
 		for _, u := range []uint32{dave, erin} {
 			r.ok(ann{user: u, t: normalT, peer: "-qB4630-p", left: 1000, event: bittorrent.Started})
 		}
-		if resp := r.ok(ann{user: alice, t: normalT, peer: "-TR4050-alice", left: 0}); len(resp.Peers4) != 2 {
+		if resp := r.ok(ann{user: alice, t: normalT, peer: "-TR4050-alice", left: 0}); resp.Peers4.Len() != 2 {
 			t.Fatalf("protected users' peers are not handed out: %+v", resp)
 		}
 		r.clock.add(time.Minute)
