@@ -125,6 +125,11 @@ type UDP struct {
 	// per CPU the process may use, or 32 per CPU with a cache behind a
 	// network.
 	Readers int `json:"readers"`
+	// SpareProc runs the process with one more Go P (GOMAXPROCS) than
+	// readers that wait in the kernel, so that a reader waiting for
+	// packets keeps its P: faster UDP, at some cost to HTTP served by the
+	// same process on as few CPUs.
+	SpareProc bool `json:"spare_proc"`
 	// ConnectionIDLifetime is how long a connection ID stays valid after
 	// it was issued (BEP 15 says two minutes).
 	ConnectionIDLifetime Duration `json:"connection_id_lifetime"`

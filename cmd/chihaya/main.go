@@ -191,6 +191,7 @@ func run(configPath string, cfg *config.Config) error {
 		fe := udpfrontend.New(t, udpfrontend.Config{
 			Addr:                cfg.UDP.Listen,
 			Readers:             udpReaders(cfg.UDP.Readers, swarms),
+			SpareProc:           cfg.UDP.SpareProc,
 			ConnIDKey:           key,
 			ConnIDLifetime:      cfg.UDP.ConnectionIDLifetime.D(),
 			AllowIPParam:        cfg.UDP.AllowIPParam,

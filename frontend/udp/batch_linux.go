@@ -82,6 +82,10 @@ func listen(addr *net.UDPAddr, blocking bool) (*socket, error) {
 	return s, nil
 }
 
+// blocking reports whether the readers wait in the kernel rather than in
+// the Go poller.
+func (s *socket) blocking() bool { return s.conn == nil }
+
 // shutdown stops the readers: they answer what they hold, read what is
 // still queued, and then find the socket closed.
 func (s *socket) shutdown() error {

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"runtime"
 	"testing"
 )
 
@@ -112,6 +113,43 @@ func BenchmarkBatch(b *testing.B) {
 				r.round(b)
 			}
 			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*len(r.clients)), "ns/packet")
+		})
+	}
+}
+
+// TestBlockingReadersKeepASpareP: with SpareProc, readers that wait in the
+// kernel run with one P more than there are of them, so that the runtime
+// does not hand a waiting reader's P to another thread; Shutdown puts
+// GOMAXPROCS back. A frontend with a P to spare, whose readers wait in the
+// poller, or without SpareProc leaves GOMAXPROCS alone.
+func TestBlockingReadersKeepASpareP(t *testing.T) {
+	// Two Ps, whatever the machine, so that fewer readers than Ps exist.
+	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(2))
+	cases := []struct {
+		name            string
+		readers, during int
+		spare           bool
+	}{
+		{"as many readers as Ps", 2, 3, true},
+		{"fewer readers than Ps", 1, 2, true},
+		{"more readers than Ps (poller)", 5, 2, true},
+		{"SpareProc off", 2, 2, false},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			h := newHarness(t, Config{Addr: "127.0.0.1:0", Readers: c.readers, SpareProc: c.spare})
+			if _, err := h.fe.ListenAndServe(); err != nil {
+				t.Fatal(err)
+			}
+			if got := runtime.GOMAXPROCS(0); got != c.during {
+				t.Errorf("%d readers on 2 Ps: GOMAXPROCS %d while serving, want %d", c.readers, got, c.during)
+			}
+			if err := h.fe.Shutdown(context.Background()); err != nil {
+				t.Fatal(err)
+			}
+			if got := runtime.GOMAXPROCS(0); got != 2 {
+				t.Errorf("GOMAXPROCS %d after Shutdown, want 2 again", got)
+			}
 		})
 	}
 }

@@ -13,6 +13,9 @@ type socket struct {
 	addr net.Addr
 }
 
+// blocking reports whether the readers wait in the kernel: never here.
+func (s *socket) blocking() bool { return false }
+
 // listen opens the socket. Readers always wait in the Go poller here.
 func listen(addr *net.UDPAddr, _ bool) (*socket, error) {
 	conn, err := net.ListenUDP("udp", addr)

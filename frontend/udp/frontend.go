@@ -34,6 +34,9 @@ type Config struct {
 	Addr string
 	// Readers is the number of reading goroutines; 0 means GOMAXPROCS.
 	Readers int
+	// SpareProc raises GOMAXPROCS to one more than Readers when the
+	// readers wait in the kernel (see spareProc), until Shutdown.
+	SpareProc bool
 	// Batch is the most packets a reader takes in one read and answers
 	// in one write (on Linux; elsewhere a batch is one packet). 0 picks
 	// by the number of readers per CPU, see defaultBatch.
@@ -80,6 +83,9 @@ type Frontend struct {
 
 	sock *socket
 	wg   sync.WaitGroup
+	// procs is GOMAXPROCS before ListenAndServe raised it, 0 when it
+	// did not; raised is what it set.
+	procs, raised int
 }
 
 // New returns a frontend for t.
@@ -139,11 +145,39 @@ func (f *Frontend) ListenAndServe() (net.Addr, error) {
 		}
 	}
 	f.sock = sock
+	if sock.blocking() && f.cfg.SpareProc {
+		f.spareProc(readers)
+	}
 	for _, b := range batches {
 		f.wg.Add(1)
 		go f.serve(b)
 	}
 	return sock.addr, nil
+}
+
+// spareProc makes GOMAXPROCS at least one more than readers that wait in
+// the kernel. A goroutine in a system call keeps its P (the runtime's right
+// to run Go code) only while some other P is idle: when none is, the
+// runtime's monitor hands the P to another thread after 20 µs, and the
+// reader must take it back when packets come. A reader waits whenever the
+// socket runs dry, which at full load on one core is thousands of times a
+// second; measured there, the hand-overs made 18,000 context switches a
+// second and cost a fifth of the server's CPU. With a spare P the readers
+// keep theirs.
+//
+// The spare P has a cost where other goroutines come and go, as the HTTP
+// frontend's do: each one made ready wakes a thread to run it on the
+// spare P, which on as few CPUs as Ps takes CPU from the rest. On one
+// core, measured: UDP announces +29 % per CPU-second, HTTP announces of
+// the same process −10 %. Hence a setting.
+func (f *Frontend) spareProc(readers int) {
+	procs := runtime.GOMAXPROCS(0)
+	if procs > readers {
+		return
+	}
+	f.procs, f.raised = procs, readers+1
+	runtime.GOMAXPROCS(f.raised)
+	f.log.Info("GOMAXPROCS raised so that readers waiting in the kernel keep their P", "from", procs, "to", f.raised)
 }
 
 // tuneBuffers sizes the socket's buffers. A larger receive buffer absorbs
@@ -180,6 +214,11 @@ func (f *Frontend) Shutdown(ctx context.Context) error {
 	go func() {
 		f.wg.Wait()
 		f.sock.release()
+		// Put back what ListenAndServe raised, unless someone has
+		// set it since.
+		if f.procs > 0 && runtime.GOMAXPROCS(0) == f.raised {
+			runtime.GOMAXPROCS(f.procs)
+		}
 		close(done)
 	}()
 	select {

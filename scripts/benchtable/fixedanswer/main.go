@@ -358,7 +358,12 @@ func serveUDP(addr string, peerList []byte) error {
 	binary.BigEndian.PutUint32(announce[12:], leechers)
 	binary.BigEndian.PutUint32(announce[16:], seeders)
 	announce = append(announce, peerList...)
-	for range runtime.GOMAXPROCS(0) {
+	// As the tracker does, one P more than readers: with none to spare,
+	// the runtime hands the P of a reader waiting in recvmmsg to another
+	// thread each time the socket runs dry.
+	readers := runtime.GOMAXPROCS(0)
+	runtime.GOMAXPROCS(readers + 1)
+	for range readers {
 		go udpReader(fd, announce)
 	}
 	return nil
