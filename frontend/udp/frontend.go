@@ -266,6 +266,7 @@ func (f *Frontend) serve(b *batch) {
 	defer f.wg.Done()
 	w := newWorker()
 	ctx := context.Background()
+	var yielded time.Time
 	for {
 		n, err := b.read()
 		if err != nil {
@@ -293,6 +294,17 @@ func (f *Frontend) serve(b *batch) {
 		}
 		if err := b.flush(); err != nil && !isClosed(err) {
 			f.log.Debug("udp write failed", "err", err)
+		}
+		// The runtime's monitor preempts a goroutine that has run
+		// 10 ms without a pass through the scheduler, and the reader
+		// otherwise never makes one: it waits in system calls, not in
+		// the scheduler. Caught in one, it loses its P to another
+		// thread, and the monitor goes back to waking every 20 µs. A
+		// yield every millisecond keeps both away; measured, the
+		// monitor then took 0.3 % of the CPU instead of 3.5 %.
+		if w.now.Sub(yielded) >= time.Millisecond {
+			runtime.Gosched()
+			yielded = w.now
 		}
 	}
 }
