@@ -389,7 +389,15 @@ func udpReader(fd int, announce []byte) {
 		out[i].hdr.Iov = &outIov[i]
 		out[i].hdr.SetIovlen(1)
 	}
+	var yielded time.Time
 	for {
+		// As the tracker's readers do, pass through the scheduler once
+		// a millisecond, or the runtime takes the P of a reader that
+		// never does.
+		if now := time.Now(); now.Sub(yielded) >= time.Millisecond {
+			runtime.Gosched()
+			yielded = now
+		}
 		for i := range in {
 			in[i].hdr.Namelen = unix.SizeofSockaddrInet6
 		}
