@@ -391,10 +391,9 @@ func udpReader(fd int, announce []byte) {
 	}
 	var yielded time.Time
 	for {
-		// As the tracker's readers do, pass through the scheduler once
-		// a millisecond, or the runtime takes the P of a reader that
-		// never does.
-		if now := time.Now(); now.Sub(yielded) >= time.Millisecond {
+		// As the tracker's readers do, pass through the scheduler every
+		// 5 ms, or the runtime takes the P of a reader that never does.
+		if now := time.Now(); now.Sub(yielded) >= 5*time.Millisecond {
 			runtime.Gosched()
 			yielded = now
 		}
