@@ -86,6 +86,8 @@ type Frontend struct {
 	// procs is GOMAXPROCS before ListenAndServe raised it, 0 when it
 	// did not; raised is what it set.
 	procs, raised int
+	// yield says the readers pass through the scheduler; see serve.
+	yield bool
 }
 
 // New returns a frontend for t.
@@ -148,6 +150,11 @@ func (f *Frontend) ListenAndServe() (net.Addr, error) {
 	if sock.blocking() && f.cfg.SpareProc {
 		f.spareProc(readers)
 	}
+	// Without a P to spare, the monitor's preemption is what lets the
+	// other goroutines (the HTTP frontend's) onto the readers' Ps; a
+	// yield, which runs only what is queued and does not poll the
+	// network, would keep them away.
+	f.yield = sock.blocking() && runtime.GOMAXPROCS(0) > readers
 	for _, b := range batches {
 		f.wg.Add(1)
 		go f.serve(b)
@@ -168,8 +175,9 @@ func (f *Frontend) ListenAndServe() (net.Addr, error) {
 // The spare P has a cost where other goroutines come and go, as the HTTP
 // frontend's do: each one made ready wakes a thread to run it on the
 // spare P, which on as few CPUs as Ps takes CPU from the rest. On one
-// core, measured: UDP announces +29 % per CPU-second, HTTP announces of
-// the same process −10 %. Hence a setting.
+// core, measured: UDP announces alone +29 % per CPU-second, HTTP announces
+// alone (UDP idle) −10 %; with both at once, UDP +50 % and HTTP level.
+// Hence a setting.
 func (f *Frontend) spareProc(readers int) {
 	procs := runtime.GOMAXPROCS(0)
 	if procs > readers {
@@ -304,7 +312,7 @@ func (f *Frontend) serve(b *batch) {
 		// monitor then took 0.3 % of the CPU instead of 3.5 %. Not
 		// more often: a yield wakes a thread for the spare P, which
 		// may take the reader over (about 10 µs each).
-		if w.now.Sub(yielded) >= yieldEvery {
+		if f.yield && w.now.Sub(yielded) >= yieldEvery {
 			runtime.Gosched()
 			yielded = w.now
 		}
