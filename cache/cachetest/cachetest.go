@@ -176,6 +176,11 @@ type answer struct {
 	Peers4, Peers6 []peer
 }
 
+// answerOf decodes a store's result.
+func answerOf(r cache.Result) answer {
+	return answer{Result: r, Peers4: decode(&r.Peers4), Peers6: decode(&r.Peers6)}
+}
+
 // decode returns the peers of a compact list with their ids, or with zero
 // ids when the list carries none.
 func decode[A [4]byte | [16]byte](p *bittorrent.Peers[A]) []peer {
@@ -209,7 +214,7 @@ func (e *env) announceAs(r req) answer {
 	}
 	e.checkIDs(&a, "Peers4", res.Peers4.Len(), len(res.Peers4.IDs))
 	e.checkIDs(&a, "Peers6", res.Peers6.Len(), len(res.Peers6.IDs))
-	ans := answer{Result: res, Peers4: decode(&res.Peers4), Peers6: decode(&res.Peers6)}
+	ans := answerOf(res)
 	e.checkList(&a, "Peers4", ans.Peers4, a.IPv4.IsValid(), netip.Addr.Is4)
 	e.checkList(&a, "Peers6", ans.Peers6, a.IPv6.IsValid(), netip.Addr.Is6)
 	return ans
@@ -732,7 +737,7 @@ func testUsersKeepPeersApart(e *env) {
 		if err := e.store.Announce(ctx, &a, &r); err != nil {
 			e.t.Fatal(err)
 		}
-		return answer{Result: r, Peers4: decode(&r.Peers4), Peers6: decode(&r.Peers6)}
+		return answerOf(r)
 	}
 	first := cache.Announce{UserID: 1, PeerID: id(1), IPv4: addr4(1), Port: port(1), Seeder: true, Uploaded: 100, NumWant: 50}
 	second := cache.Announce{UserID: 2, PeerID: id(1), IPv4: addr4(2), Port: port(2), Uploaded: 5, NumWant: 50}

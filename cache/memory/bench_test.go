@@ -59,7 +59,7 @@ func BenchmarkAnnounceBatch(b *testing.B) {
 			const batch = 32
 			hashes := make([]bittorrent.InfoHash, batch)
 			var r cache.Result
-			r.Peers4.Compact = make([]byte, 0, 50*6)
+			r.Peers4.Compact = make([]byte, 0, 50*r.Peers4.Size())
 			ctx := context.Background()
 			b.ReportAllocs()
 			b.ResetTimer()

@@ -501,8 +501,8 @@ func TestAnnounceExistingPeerAllocatesNothing(t *testing.T) {
 		NumWant:  50,
 	}
 	var r cache.Result
-	r.Peers4.Compact = make([]byte, 0, 50*6)
-	r.Peers6.Compact = make([]byte, 0, 50*18)
+	r.Peers4.Compact = make([]byte, 0, 50*r.Peers4.Size())
+	r.Peers6.Compact = make([]byte, 0, 50*r.Peers6.Size())
 	allocs := testing.AllocsPerRun(1000, func() {
 		r.Peers4.Reset()
 		r.Peers6.Reset()
